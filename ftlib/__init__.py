@@ -1,0 +1,16 @@
+"""ftlib: fine-tune ImageNet-pretrained vision models, one protocol for every strategy.
+
+Example:
+    >>> import ftlib
+    >>> cfg = ftlib.RunConfig("hymenoptera", strategy=ftlib.linear_probe(), shots=10)
+    >>> record = ftlib.run(cfg)  # doctest: +SKIP
+"""
+from .backbones import DEFAULT_BACKBONE, Backbone, load_backbone
+from .datasets import DATASETS, load_dataset
+from .errors import FtlibError
+from .penalties import L2SP
+from .probe import extract_features, linear_probe as probe_backbone
+from .run import RunConfig, __version__, run
+from .strategies import (STRATEGIES, bitfit, full, l2sp, linear_probe, lp_ft, parse_strategy, partial, scratch,
+                         surgical, trainable_parameters)
+from .train import evaluate, fit

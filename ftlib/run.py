@@ -1,0 +1,160 @@
+"""One run = one config in, one record out: data, backbone, strategy, ``fit``, test once, costs."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from . import hyper
+from .backbones import DEFAULT_BACKBONE, load_backbone
+from .datasets import load_dataset
+from .errors import FtlibError
+from .probe import linear_probe
+from .strategies import PROBE_C_GRID, Full, Strategy, parse_strategy, trainable_parameters
+from .train import evaluate, fit
+
+__version__ = "0.1.0"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; its hash is the run's id in a results store.
+
+    ``epochs``, ``batch_size`` and the strategy's ``lr`` left as None are filled by
+    ``ftlib.hyper`` from the data size.
+
+    Example:
+        >>> RunConfig("hymenoptera", strategy=Full(), shots=10, seed=1).run_id()[:8]  # doctest: +SKIP
+    """
+
+    dataset: str = "hymenoptera"
+    backbone: str = DEFAULT_BACKBONE
+    strategy: Strategy = Full()
+    shots: object = "all"
+    seed: int = 0
+    resolution: int = 128
+    epochs: int | None = None
+    batch_size: int | None = None
+    max_test_per_class: int | None = None
+    amp: bool = True
+    profile: str = "custom"
+
+    def __post_init__(self):
+        if isinstance(self.strategy, str):
+            object.__setattr__(self, "strategy", parse_strategy(self.strategy))
+
+    def key(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("strategy", "profile")}
+        d["strategy"] = self.strategy.name
+        d.update(self.strategy.hparams())
+        return d
+
+    def run_id(self) -> str:
+        return hashlib.sha1(json.dumps(self.key(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def param_groups(bb, strategy: Strategy, lr: float, penalty=None) -> list:
+    """Optimiser groups: body / head x decayed / not; nothing the penalty covers is decayed."""
+    covered = penalty.covered() if penalty is not None else set()
+    groups = {}
+    for name, p, block in trainable_parameters(bb, strategy):
+        head = block == "head"
+        decay = strategy.decays(name, p, block) and id(p) not in covered
+        key = (head, decay)
+        if key not in groups:
+            groups[key] = {"params": [], "lr": lr * (strategy.head_lr_mult if head else 1.0),
+                           "weight_decay": strategy.weight_decay if decay else 0.0,
+                           "name": f"{'head' if head else 'body'}{'' if decay else '_no_decay'}"}
+        groups[key]["params"].append(p)
+    return list(groups.values())
+
+
+def block_distances(bb, start: dict) -> dict:
+    """Relative weight distance ||w - w0|| / ||w0|| per block (stem -> head)."""
+    out = {}
+    for block, module in bb.blocks:
+        num = den = 0.0
+        for p in module.parameters():
+            w0 = start[id(p)]
+            num += float((p.detach().float() - w0).pow(2).sum())
+            den += float(w0.pow(2).sum())
+        out[block] = math.sqrt(num) / math.sqrt(den) if den > 0 else 0.0
+    return out
+
+
+def prepare_run(config: RunConfig, device=None):
+    """Load data and backbone for ``config`` (seeded), and resolve the hyper-rule defaults."""
+    torch.manual_seed(config.seed)  # the new head's initialisation is part of the run's seed
+    ds = load_dataset(config.dataset, config.shots, config.seed, config.resolution, config.max_test_per_class)
+    bb = load_backbone(config.backbone, num_classes=len(ds.classes), pretrained=config.strategy.pretrained)
+    bb.model.to(device or default_device())
+    bs = config.batch_size or hyper.batch_size(len(ds.train))
+    epochs = config.epochs or hyper.epochs(len(ds.train))
+    lr = config.strategy.lr or hyper.learning_rate(config.strategy.name, bs, config.strategy.optimizer)
+    return ds, bb, {"batch_size": bs, "epochs": epochs, "lr": lr}
+
+
+def run(config: RunConfig, *, device=None, progress: bool = True, return_model: bool = False):
+    """Run one config; return its record (and the backbone with the selected model if asked).
+
+    Example:
+        >>> rec = run(RunConfig("hymenoptera", strategy="linear_probe", shots=10))  # doctest: +SKIP
+        >>> rec["test_acc"]  # doctest: +SKIP
+    """
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool):
+        raise FtlibError(f"seed must be an integer, got {config.seed!r}")
+    s = config.strategy
+    ds, bb, resolved = prepare_run(config, device)
+    model = bb.model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    w0 = {id(p): p.detach().float().clone() for p in model.parameters()}  # pretrained body, fresh head
+    start_time = time.perf_counter()
+    probe = linear_probe(bb, ds, getattr(s, "c_grid", PROBE_C_GRID)) if s.closed_form or s.init_head_from_probe else None
+    trainable = trainable_parameters(bb, s)
+    for _, p, _ in trainable:
+        p.requires_grad_(True)
+    if s.closed_form:
+        curves = {"train_loss": [], "val_acc": list(probe["path"].val_acc)}
+        status, val_acc, mem = "ok", probe["val_acc"], 0.0
+    else:
+        penalty = s.penalty(bb, trainable)
+        groups = param_groups(bb, s, resolved["lr"], penalty)
+        hist = fit(model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=resolved["epochs"],
+                   batch_size=resolved["batch_size"], seed=config.seed, penalty=penalty, bn=s.bn,
+                   optimizer=s.optimizer, amp=config.amp, progress=progress,
+                   desc=f"{config.dataset} {s.label} shots={config.shots} seed={config.seed}")
+        curves = {"train_loss": hist.train_loss, "val_acc": hist.val_acc}
+        status, val_acc, mem = hist.status, hist.best_val, hist.peak_mem_mb
+    train_seconds = time.perf_counter() - start_time
+    test_acc = evaluate(model, ds.test, bb.mean, bb.std, amp=config.amp) if status == "ok" else float("nan")
+    record = {
+        "run_id": config.run_id(), "dataset": config.dataset, "backbone": config.backbone, "strategy": s.name,
+        "strategy_label": s.label, "shots": config.shots, "seed": config.seed, "resolution": config.resolution,
+        "epochs": 0 if s.closed_form else resolved["epochs"], "batch_size": resolved["batch_size"],
+        "lr": None if s.closed_form else resolved["lr"], "profile": config.profile,
+        "max_test_per_class": config.max_test_per_class, **s.hparams(),
+        "probe_C": probe["C"] if probe else None,
+        "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test),
+        "status": status, "val_acc": val_acc, "test_acc": test_acc, "train_seconds": train_seconds,
+        "trainable_params": sum(p.numel() for _, p, _ in trainable), "peak_mem_mb": mem,
+        "ftlib_version": __version__, "torch_version": torch.__version__, "device": _device_name(model),
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "curves": curves, "block_distance": block_distances(bb, w0),
+    }
+    return (record, bb, ds) if return_model else record
+
+
+def _device_name(model) -> str:
+    dev = next(model.parameters()).device
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu x{torch.get_num_threads()}"

@@ -1,0 +1,200 @@
+"""Where each dataset's files are found (``data/``, offline mirrors, download) and how they are decoded."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import urllib.request
+import warnings
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import FtlibError
+from .paths import cache_dir, data_root, mirrors
+
+# the extensions torchvision's ImageFolder accepts (it skips hymenoptera's stray imageNotFound.gif too)
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
+HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
+FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+FASHION_FILES = [f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
+
+
+def cache_path(filename: str) -> Path:
+    return cache_dir("cache") / filename
+
+
+@dataclass
+class FolderSource:
+    """Images in class subfolders; ``roles`` maps a top sub-folder (``train``/``val``/``test``) to a split."""
+
+    root: Path
+    roles: dict  # subfolder name ("" = root itself) -> role
+    skip_classes: tuple = ()
+
+    def files(self):
+        items = []
+        for sub, role in self.roles.items():
+            base = self.root / sub if sub else self.root
+            for cdir in sorted(p for p in base.iterdir() if p.is_dir() and p.name not in self.skip_classes):
+                items += [(f, cdir.name, role) for f in sorted(cdir.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
+        return items
+
+    @property
+    def fingerprint(self) -> str:
+        h = hashlib.sha1()
+        for f, c, r in self.files():
+            h.update(f"{f.relative_to(self.root)}|{f.stat().st_size}|{c}|{r}\n".encode())
+        return h.hexdigest()[:16]
+
+    def read(self, resolution: int):
+        items = self.files()
+        classes = sorted({c for _, c, _ in items})
+        with ThreadPoolExecutor(4) as pool:  # PIL releases the GIL while decoding
+            arrays = list(pool.map(lambda it: _decode(it[0], resolution), items))
+        bad = [str(f) for (f, _, _), a in zip(items, arrays) if a is None]
+        if bad:  # documented choice: skip unreadable files, say how many and which
+            warnings.warn(f"skipped {len(bad)} unreadable image file(s): {', '.join(bad[:5])}"
+                          + (" ..." if len(bad) > 5 else ""), stacklevel=3)
+        keep = [i for i, a in enumerate(arrays) if a is not None]
+        if not keep:
+            raise FtlibError(f"no readable images found under {self.root}")
+        images = torch.from_numpy(np.stack([arrays[i] for i in keep])).permute(0, 3, 1, 2).contiguous()
+        labels = torch.tensor([classes.index(items[i][1]) for i in keep], dtype=torch.int64)
+        return images, labels, classes, np.array([items[i][2] for i in keep])
+
+
+def _decode(path: Path, resolution: int):
+    """Decode one file: shorter side resized to ``resolution`` then centre-cropped; None if unreadable."""
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale, much faster
+            im = im.convert("RGB")
+            w, h = im.size
+            s = resolution / min(w, h)
+            im = im.resize((max(resolution, round(w * s)), max(resolution, round(h * s))), Image.BILINEAR,
+                           reducing_gap=3.0)
+            w, h = im.size
+            left, top = (w - resolution) // 2, (h - resolution) // 2
+            return np.asarray(im.crop((left, top, left + resolution, top + resolution)), dtype=np.uint8)
+    except Exception:
+        return None
+
+
+@dataclass
+class FashionSource:
+    """Fashion-MNIST from idx files; kept at 28x28 grey, resized per batch (so 70,000 images stay small)."""
+
+    folder: Path
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha1("|".join(f"{f.name}:{f.stat().st_size}" for f in self._paths()).encode()).hexdigest()[:16]
+
+    def _paths(self):
+        return [next(p for p in (self.folder / n, self.folder / f"{n}.gz") if p.exists()) for n in FASHION_FILES]
+
+    def read(self, resolution: int):
+        raw = []
+        for p in self._paths():
+            data = (gzip.open if p.suffix == ".gz" else open)(p, "rb").read()
+            ndim = data[3]
+            shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+            raw.append(np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape))
+        images = torch.from_numpy(np.concatenate([raw[0], raw[2]]))[:, None].contiguous()
+        labels = torch.from_numpy(np.concatenate([raw[1], raw[3]]).astype(np.int64))
+        role = np.array(["train"] * len(raw[1]) + ["test"] * len(raw[3]))
+        return images, labels, list(FASHION_CLASSES), role
+
+
+def _first(candidates, ok):
+    for c in candidates:
+        if ok(c):
+            return c
+    return None
+
+
+def _missing(name: str, looked: list, how: str) -> FtlibError:
+    return FtlibError(f"dataset {name!r} not found; looked in: {', '.join(map(str, looked))}; to get it: {how}")
+
+
+def locate(name: str):
+    """Find a dataset's files: ``data/``, then mirrors, then the official download."""
+    roots = [data_root(), *mirrors()]
+    if name == "hymenoptera":
+        looked = [r / "hymenoptera_data" for r in roots]
+        found = _first(looked, lambda p: (p / "train").is_dir() and (p / "val").is_dir())
+        if found is None:
+            found = _download_hymenoptera(looked)
+        return FolderSource(found, {"train": "train", "val": "test"})  # the tutorial's val/ is our test
+    if name == "caltech101":
+        looked = [r / "caltech101" / "101_ObjectCategories" for r in roots]
+        found = _first(looked, Path.is_dir)
+        if found is None:
+            found = _download_caltech(looked)
+        return FolderSource(found, {"": ""}, skip_classes=("BACKGROUND_Google",))
+    if name == "fashion_mnist":
+        looked = [data_root() / "fashion_mnist", FASHION_SYSTEM, *(m / "fashion-mnist" for m in mirrors()),
+                  data_root() / "FashionMNIST" / "raw"]
+        ok = lambda p: all((p / n).exists() or (p / f"{n}.gz").exists() for n in FASHION_FILES)  # noqa: E731
+        found = _first(looked, ok)
+        if found is None:
+            found = _download_fashion(looked)
+        return FashionSource(found)
+    return _imagefolder(name.partition(":")[2])
+
+
+def _imagefolder(path: str) -> FolderSource:
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FtlibError(f"image folder {str(root)!r} does not exist; expected <folder>/<class>/<image> "
+                         f"or <folder>/{{train,val,test}}/<class>/<image>")
+    subs = {s: s for s in ("train", "val", "test") if (root / s).is_dir()}
+    return FolderSource(root, subs if "train" in subs else {"": ""})
+
+
+def _download_hymenoptera(looked):
+    dest = data_root()
+    try:
+        zpath = dest / "hymenoptera_data.zip"
+        urllib.request.urlretrieve(HYMENOPTERA_URL, zpath)
+        with zipfile.ZipFile(zpath) as z:
+            z.extractall(dest)
+        zpath.unlink()
+    except Exception as e:
+        raise _missing("hymenoptera", looked, f"download {HYMENOPTERA_URL} and unzip it into {dest} ({e})") from e
+    return dest / "hymenoptera_data"
+
+
+def _download_caltech(looked):
+    import torchvision
+
+    try:
+        torchvision.datasets.Caltech101(root=str(data_root()), target_type="category", download=True)
+    except Exception as e:
+        raise _missing("caltech101", looked, f"torchvision.datasets.Caltech101(root={str(data_root())!r}, "
+                                             f"download=True) while online ({type(e).__name__})") from e
+    return data_root() / "caltech101" / "101_ObjectCategories"
+
+
+def _download_fashion(looked):
+    import torchvision
+
+    try:
+        torchvision.datasets.FashionMNIST(root=str(data_root()), download=True)
+    except Exception as e:
+        raise _missing("fashion_mnist", looked, "apt-get install dataset-fashion-mnist (Debian), or run once "
+                                                f"online to download into {data_root()} ({type(e).__name__})") from e
+    raw = data_root() / "FashionMNIST" / "raw"
+    for f in raw.glob("*.gz"):
+        if not f.with_suffix("").exists():
+            with gzip.open(f) as src, open(f.with_suffix(""), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    return raw

@@ -1,0 +1,85 @@
+"""Seeded, stratified train / val / test index splits (pure functions of labels and a seed).
+
+Rules, per class:
+- ``test``: the official test split when the source ships one; otherwise a fixed carve of
+  ``TEST_FRACTION`` of each class, drawn with ``TEST_SEED`` so it never depends on the run seed.
+- ``val``: the source's own val split when it ships one; otherwise carved from the training
+  pool with the run seed: ``VAL_FRACTION`` of the class, at least 1, at most ``VAL_MAX_PER_CLASS``
+  (a small, fixed-size val keeps per-epoch evaluation cheap on a CPU). Never taken from test.
+- ``train``: what is left; ``shots=k`` keeps exactly k per class, chosen with the run seed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import FtlibError
+
+TEST_FRACTION = 0.2
+TEST_SEED = 12345
+VAL_FRACTION = 0.2
+VAL_MAX_PER_CLASS = 20
+
+
+def parse_shots(shots):
+    """``"all"`` or a positive int (``"5"`` is accepted); anything else is a clear error."""
+    if isinstance(shots, str) and shots.strip().isdigit():
+        shots = int(shots)
+    if shots == "all" or (isinstance(shots, (int, np.integer)) and not isinstance(shots, bool) and shots > 0):
+        return shots if shots == "all" else int(shots)
+    raise FtlibError(f"shots must be 'all' or a positive integer, got {shots!r}")
+
+
+def _perm(indices: np.ndarray, *seed) -> np.ndarray:
+    return indices[np.random.default_rng(list(seed)).permutation(len(indices))]
+
+
+def split_indices(labels, role, classes, shots="all", seed: int = 0, max_test_per_class=None) -> dict:
+    """Split image indices into ``train``, ``val`` and ``test`` (sorted int arrays).
+
+    Args:
+        labels: class index per image.
+        role: per image ``"train"``, ``"val"``, ``"test"`` or ``""`` as the source ships it.
+        classes: class names (for error messages).
+
+    Example:
+        >>> labels = np.repeat([0, 1], 10); role = np.array([""] * 20)
+        >>> {k: len(v) for k, v in split_indices(labels, role, ["a", "b"], shots=3).items()}
+        {'train': 6, 'val': 4, 'test': 4}
+    """
+    shots = parse_shots(shots)
+    labels, role = np.asarray(labels), np.asarray(role)
+    has_test, has_val = (role == "test").any(), (role == "val").any()
+    out = {"train": [], "val": [], "test": []}
+    for c in range(len(classes)):
+        mine = np.flatnonzero(labels == c)
+        if has_test:
+            test, pool = mine[role[mine] == "test"], mine[role[mine] != "test"]
+        else:
+            fixed = _perm(mine, TEST_SEED, c)
+            n_test = max(1, round(TEST_FRACTION * len(mine)))
+            test, pool = fixed[:n_test], fixed[n_test:]
+        if max_test_per_class is not None:
+            test = _perm(test, TEST_SEED, c, 1)[:max_test_per_class]
+        if has_val:
+            val, train = pool[role[pool] == "val"], pool[role[pool] != "val"]
+        else:
+            pool = _perm(pool, seed, c)
+            n_val = min(max(1, round(VAL_FRACTION * len(pool))), VAL_MAX_PER_CLASS)
+            val, train = pool[:n_val], pool[n_val:]
+        if shots != "all":
+            if len(train) < shots:
+                raise FtlibError(
+                    f"shots={shots} is more than class {classes[c]!r} has for training ({len(train)} images "
+                    f"after val and test are set aside); choose shots <= {min_train_per_class(labels, role, classes)}"
+                )
+            train = _perm(np.sort(train), seed, c, 2)[:shots]
+        for k, v in (("train", train), ("val", val), ("test", test)):
+            out[k].append(v)
+    return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in out.items()}
+
+
+def min_train_per_class(labels, role, classes) -> int:
+    """The largest ``shots`` every class can serve (the smallest class's training pool)."""
+    sizes = split_indices(labels, role, classes, shots="all", seed=0)["train"]
+    counts = np.bincount(np.asarray(labels)[sizes], minlength=len(classes))
+    return int(counts.min())

@@ -1,0 +1,212 @@
+"""Fine-tuning strategies as values: frozen dataclasses, and the ``plan`` that turns one into data for ``fit``.
+
+A strategy decides only three things, all visible here: which blocks train, which
+parameters form which optimiser groups (learning rate, weight decay), and which penalty
+is added to the loss. ``fit`` has no per-strategy code path.
+
+Example:
+    >>> s = partial(k=2)
+    >>> s, s.label
+    (Partial(k=2, lr=None, head_lr_mult=10.0, weight_decay=0.0001, optimizer='sgd', bn='frozen'), 'partial(k=2)')
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from .errors import FtlibError, unknown
+from .penalties import L2SP
+
+BN_POLICIES = ("frozen", "train")
+OPTIMIZERS = ("sgd", "adamw")
+# Kornblith et al. (2019) pick the probe's L2 strength on val from 45 log-spaced values
+# over 1e-6..1e5; we search the same span of C = 1/lambda with fewer points (CPU budget).
+PROBE_C_GRID = tuple(float(c) for c in np.logspace(-4, 4, 17))
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Fields shared by the gradient-trained strategies; ``lr=None`` means the hyper-rule default."""
+
+    name: ClassVar[str] = "strategy"
+    lr: float | None = None
+    head_lr_mult: float = 10.0  # the new head starts random: let it move faster than the pretrained body
+    weight_decay: float = 1e-4  # on conv/linear weights only; never on BatchNorm or biases
+    optimizer: str = "sgd"
+    bn: str = "frozen"  # "frozen": BatchNorm of frozen blocks stays in eval mode; "train": the common mistake
+
+    pretrained: ClassVar[bool] = True
+    closed_form: ClassVar[bool] = False
+    init_head_from_probe: ClassVar[bool] = False
+
+    def __post_init__(self):
+        if self.bn not in BN_POLICIES:
+            raise unknown("BatchNorm policy", self.bn, BN_POLICIES)
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown("optimizer", self.optimizer, OPTIMIZERS)
+
+    @property
+    def label(self) -> str:
+        """Short, unique-per-grid label: the name plus the fields that differ from the defaults."""
+        default = type(self)()
+        diff = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name) or f.name in ("k",)]
+        return f"{self.name}({', '.join(diff)})" if diff else self.name
+
+    def hparams(self) -> dict:
+        """The strategy's fields as flat ``hp_*`` columns for a results row."""
+        return {f"hp_{f.name}": _flat(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def trainable_blocks(self, block_names: list) -> list:
+        return list(block_names)
+
+    def trains(self, param_name: str, block: str, block_names: list) -> bool:
+        return block in self.trainable_blocks(block_names)
+
+    def penalty(self, bb, trainable: list):
+        return None
+
+    def decays(self, param_name: str, param, block: str) -> bool:
+        """Whether the optimiser applies weight decay to this parameter."""
+        return param.ndim > 1  # explicit decision: no decay on BatchNorm gamma/beta and biases
+
+
+def _flat(v):
+    return repr(v) if isinstance(v, tuple) else v
+
+
+@dataclass(frozen=True)
+class LinearProbe(Strategy):
+    """Frozen backbone, cached features, L2 logistic regression (L-BFGS), strength chosen on val."""
+
+    name: ClassVar[str] = "linear_probe"
+    closed_form: ClassVar[bool] = True
+    c_grid: tuple = PROBE_C_GRID
+
+    def trainable_blocks(self, block_names):
+        return ["head"]
+
+
+@dataclass(frozen=True)
+class Partial(Strategy):
+    """Train the last ``k`` blocks of ``bb.blocks`` and the head; ``k=0`` is the head alone by SGD."""
+
+    name: ClassVar[str] = "partial"
+    k: int = 1
+
+    def trainable_blocks(self, block_names):
+        body = [b for b in block_names if b != "head"]
+        return (body[len(body) - self.k:] if self.k else []) + ["head"]
+
+
+@dataclass(frozen=True)
+class Full(Strategy):
+    """Everything trains; weight decay towards 0 is the paper's "L2" baseline."""
+
+    name: ClassVar[str] = "full"
+
+
+@dataclass(frozen=True)
+class L2SPStrategy(Strategy):
+    """Full fine-tuning + alpha/2 ||w - w0||^2 (pretrained weights) + beta/2 ||w_head||^2 (Li et al. 2018).
+
+    ``include_bn_bias=False`` follows the authors' code (conv/linear kernels only);
+    True covers every pretrained parameter (TLlib's choice). The optimiser applies
+    no weight decay at all: the penalty replaces it.
+    """
+
+    name: ClassVar[str] = "l2sp"
+    alpha: float = 0.1
+    beta: float = 0.01
+    include_bn_bias: bool = False
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.weight_decay != 0:
+            raise FtlibError("l2sp replaces weight decay: weight_decay must be 0 (Li et al. 2018)")
+
+    def penalty(self, bb, trainable):
+        return L2SP.for_backbone(bb, self.alpha, self.beta, self.include_bn_bias)
+
+    def decays(self, param_name, param, block):
+        return False
+
+
+@dataclass(frozen=True)
+class LPFT(Strategy):
+    """LP-FT (Kumar et al. 2022): head from the linear probe, then full fine-tuning at a lower lr."""
+
+    name: ClassVar[str] = "lp_ft"
+    init_head_from_probe: ClassVar[bool] = True
+    head_lr_mult: float = 1.0  # the head is already trained: no faster head
+
+
+@dataclass(frozen=True)
+class Scratch(Strategy):
+    """The same architecture from random weights, same budget: what pretraining buys."""
+
+    name: ClassVar[str] = "scratch"
+    pretrained: ClassVar[bool] = False
+    head_lr_mult: float = 1.0
+
+
+@dataclass(frozen=True)
+class BitFit(Strategy):
+    """Biases (and BatchNorm shifts) plus the head (Ben Zaken et al. 2022), everything else frozen."""
+
+    name: ClassVar[str] = "bitfit"
+
+    def trains(self, param_name, block, block_names):
+        return block == "head" or param_name.endswith("bias")  # BatchNorm beta is a bias too
+
+
+@dataclass(frozen=True)
+class Surgical(Strategy):
+    """The first ``k`` blocks plus the head (Lee et al. 2023: early blocks for input-level shifts)."""
+
+    name: ClassVar[str] = "surgical"
+    k: int = 1
+
+    def trainable_blocks(self, block_names):
+        return list(block_names[: self.k]) + ["head"]
+
+
+STRATEGIES = {c.name: c for c in (LinearProbe, Partial, Full, L2SPStrategy, LPFT, Scratch, BitFit, Surgical)}
+linear_probe, partial, full, l2sp, lp_ft, scratch, bitfit, surgical = (
+    LinearProbe, Partial, Full, L2SPStrategy, LPFT, Scratch, BitFit, Surgical)
+
+
+def parse_strategy(text: str) -> Strategy:
+    """``"partial"``, ``"partial:k=2"``, ``"l2sp:alpha=0.01:beta=0.01"`` -> a strategy value."""
+    name, *pairs = str(text).strip().split(":")
+    if name not in STRATEGIES:
+        raise unknown("strategy", name, STRATEGIES)
+    cls = STRATEGIES[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in fields:
+            raise unknown(f"parameter of {name}", key, fields)
+        kwargs[key] = _parse_value(value, type(getattr(cls(), key)), f"{name}:{key}")
+    return cls(**kwargs)
+
+
+def _parse_value(value: str, typ, where: str):
+    try:
+        if typ is bool:
+            return {"true": True, "false": False}[value.lower()]
+        return value if typ is str else (typ if typ is not type(None) else float)(value)
+    except (KeyError, ValueError):
+        raise FtlibError(f"bad value {value!r} for {where}") from None
+
+
+def trainable_parameters(bb, strategy: Strategy) -> list:
+    """``(name, param, block)`` for every parameter ``strategy`` trains on ``bb``, in model order."""
+    names = [b for b, _ in bb.blocks]
+    block_of = bb.block_of()
+    return [(n, p, block_of[n]) for n, p in bb.model.named_parameters() if strategy.trains(n, block_of[n], names)]

@@ -1,0 +1,223 @@
+"""The one training loop: ``fit`` (every strategy goes through it) and ``evaluate``.
+
+Batches are slices of the cached uint8 tensors, augmented on tensors, in channels-last
+memory format; autocast (bf16, else fp16) on CUDA. The epoch with the best val accuracy
+is kept; a non-finite loss stops the run with status "diverged" instead of raising.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .transforms import prepare
+
+BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+@dataclass
+class History:
+    """What ``fit`` measured: per-epoch curves, the selected epoch and the cost."""
+
+    train_loss: list = field(default_factory=list)
+    val_acc: list = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = float("nan")
+    status: str = "ok"
+    train_seconds: float = 0.0
+    peak_mem_mb: float = 0.0
+
+
+def frozen_batchnorms(model: nn.Module) -> list:
+    """BatchNorm modules none of whose parameters train: they must stay in eval mode."""
+    return [m for m in model.modules() if isinstance(m, BN_TYPES)
+            and not any(p.requires_grad for p in m.parameters(recurse=False))]
+
+
+def set_train_mode(model: nn.Module, frozen_bn: list, bn: str = "frozen") -> None:
+    """``model.train()``, then put the BatchNorm of frozen blocks back in eval mode.
+
+    ``model.train()`` turns running-statistics updates back on even where
+    ``requires_grad=False`` (pytorch/pytorch#86590); ``bn="train"`` keeps that common
+    mistake on purpose, to show its effect.
+    """
+    model.train()
+    if bn == "frozen":
+        for m in frozen_bn:
+            m.eval()
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 (or fp16) autocast on CUDA when ``amp``; a no-op context on CPU."""
+    if amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, split, mean, std, batch_size: int = 128, amp: bool = True,
+                   channels_last: bool = True) -> torch.Tensor:
+    """Logits for every image of ``split`` (eval mode, inference mode, batched cached tensors)."""
+    was_training = model.training
+    model.eval()
+    dev = device_of(model)
+    out = []
+    for i in range(0, len(split), batch_size):
+        x = prepare(split.images[i: i + batch_size], split.resolution, mean, std, device=dev,
+                    channels_last=channels_last)
+        with autocast(dev, amp):
+            out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def evaluate(model: nn.Module, split, mean, std, batch_size: int = 128, amp: bool = True) -> float:
+    """Top-1 accuracy on ``split``.
+
+    Example:
+        >>> acc = evaluate(bb.model, ds.test, bb.mean, bb.std)  # doctest: +SKIP
+    """
+    if len(split) == 0:
+        return float("nan")
+    logits = predict_logits(model, split, mean, std, batch_size, amp)
+    return (logits.argmax(1) == split.labels).float().mean().item()
+
+
+def warmup_cosine(total_steps: int, warmup: int):
+    """lr multiplier per step: linear warm-up to 1 over ``warmup`` steps, then cosine to 0."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+def make_optimizer(groups: list, optimizer: str = "sgd", momentum: float = 0.9):
+    """SGD with Nesterov momentum (Kornblith et al. 2019), or AdamW; groups carry lr and weight decay."""
+    if optimizer == "adamw":
+        return torch.optim.AdamW(groups)
+    return torch.optim.SGD(groups, momentum=momentum, nesterov=True)
+
+
+class _PeakMemory:
+    """Peak extra memory during training: CUDA allocator peak, or resident-set samples on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            self.base = self.peak = self.rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self.rss())
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self.rss())
+
+    @property
+    def mb(self) -> float:
+        return max(0, self.peak - self.base) / 2**20
+
+
+def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, batch_size: int, seed: int,
+        penalty=None, bn: str = "frozen", optimizer: str = "sgd", amp: bool = True, channels_last: bool = True,
+        progress: bool = True, desc: str = "fit") -> History:
+    """Train ``model`` on ``train``, select the epoch with the best ``val`` accuracy, restore it.
+
+    Args:
+        groups: optimiser parameter groups (``{"params", "lr", "weight_decay"}``); parameters
+            outside every group must already have ``requires_grad=False``.
+        penalty: optional callable added to the loss (e.g. ``ftlib.penalties.L2SP``).
+        bn: ``"frozen"`` keeps BatchNorm of frozen blocks in eval mode; ``"train"`` does not.
+
+    Example:
+        >>> hist = fit(bb.model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups,
+        ...            epochs=3, batch_size=32, seed=0)  # doctest: +SKIP
+    """
+    dev = device_of(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(train)
+    bs = min(batch_size, n)
+    steps_per_epoch = max(1, n // bs)  # drop the ragged last batch: a batch of 1 breaks train-mode BatchNorm
+    total = steps_per_epoch * epochs
+    opt = make_optimizer(groups, optimizer)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, max(1, round(0.1 * total))))
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported())
+    frozen_bn = frozen_batchnorms(model)
+    hist = History()
+    best_state = None
+    start = time.perf_counter()
+    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+    with _PeakMemory(dev) as mem:
+        for epoch in bar:
+            set_train_mode(model, frozen_bn, bn)
+            order = torch.randperm(n, generator=gen)
+            loss_sum = torch.zeros((), device=dev)
+            for s in range(steps_per_epoch):
+                idx = order[s * bs: (s + 1) * bs]
+                x = prepare(train.images[idx], train.resolution, mean, std, generator=gen, device=dev,
+                            channels_last=channels_last)
+                y = train.labels[idx].to(dev, non_blocking=True)
+                with autocast(dev, amp):
+                    loss = F.cross_entropy(model(x), y)
+                if penalty is not None:
+                    loss = loss + penalty()
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                loss_sum += loss.detach().float()
+            epoch_loss = (loss_sum / steps_per_epoch).item()  # one host sync per epoch, not per step
+            hist.train_loss.append(epoch_loss)
+            if not math.isfinite(epoch_loss):
+                hist.status = "diverged"
+                break
+            acc = evaluate(model, val, mean, std, amp=amp)
+            hist.val_acc.append(acc)
+            if best_state is None or acc > hist.best_val:
+                hist.best_val, hist.best_epoch = acc, epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bar.set_postfix(loss=f"{epoch_loss:.3f}", val=f"{acc:.3f}")
+    hist.train_seconds = time.perf_counter() - start
+    hist.peak_mem_mb = mem.mb
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return hist
