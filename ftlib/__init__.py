@@ -10,7 +10,8 @@ from .datasets import DATASETS, load_dataset
 from .errors import FtlibError
 from .penalties import L2SP
 from .probe import extract_features, linear_probe as probe_backbone
-from .run import RunConfig, __version__, run
+from .runs import RunConfig, __version__, run
 from .strategies import (STRATEGIES, bitfit, full, l2sp, linear_probe, lp_ft, parse_strategy, partial, scratch,
                          surgical, trainable_parameters)
 from .train import evaluate, fit
+from .checkpoint import FineTuned, load_finetuned, predict, save_finetuned

@@ -169,6 +169,9 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
         ...            epochs=3, batch_size=32, seed=0)  # doctest: +SKIP
     """
     dev = device_of(model)
+    # L2-SP's (w - w0)^2 and small momentum buffers produce denormal floats, which x86 CPUs
+    # process ~100x slower: measured 640 s vs 78 s for l2sp vs full before this line.
+    torch.set_flush_denormal(True)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)

@@ -17,7 +17,7 @@ from .datasets import load_dataset
 from .errors import FtlibError
 from .probe import linear_probe
 from .strategies import PROBE_C_GRID, Full, Strategy, parse_strategy, trainable_parameters
-from .train import evaluate, fit
+from .train import _PeakMemory, device_of, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -42,6 +42,9 @@ class RunConfig:
     epochs: int | None = None
     batch_size: int | None = None
     max_test_per_class: int | None = None
+    image_budget: int = 4000  # epochs = image_budget / n_train, within [min_epochs, max_epochs]
+    min_epochs: int = 3
+    max_epochs: int = 15
     amp: bool = True
     profile: str = "custom"
 
@@ -99,7 +102,7 @@ def prepare_run(config: RunConfig, device=None):
     bb = load_backbone(config.backbone, num_classes=len(ds.classes), pretrained=config.strategy.pretrained)
     bb.model.to(device or default_device())
     bs = config.batch_size or hyper.batch_size(len(ds.train))
-    epochs = config.epochs or hyper.epochs(len(ds.train))
+    epochs = config.epochs or hyper.epochs(len(ds.train), config.image_budget, config.min_epochs, config.max_epochs)
     lr = config.strategy.lr or hyper.learning_rate(config.strategy.name, bs, config.strategy.optimizer)
     return ds, bb, {"batch_size": bs, "epochs": epochs, "lr": lr}
 
@@ -120,23 +123,10 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
         p.requires_grad_(False)
     w0 = {id(p): p.detach().float().clone() for p in model.parameters()}  # pretrained body, fresh head
     start_time = time.perf_counter()
-    probe = linear_probe(bb, ds, getattr(s, "c_grid", PROBE_C_GRID)) if s.closed_form or s.init_head_from_probe else None
-    trainable = trainable_parameters(bb, s)
-    for _, p, _ in trainable:
-        p.requires_grad_(True)
-    if s.closed_form:
-        curves = {"train_loss": [], "val_acc": list(probe["path"].val_acc)}
-        status, val_acc, mem = "ok", probe["val_acc"], 0.0
-    else:
-        penalty = s.penalty(bb, trainable)
-        groups = param_groups(bb, s, resolved["lr"], penalty)
-        hist = fit(model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=resolved["epochs"],
-                   batch_size=resolved["batch_size"], seed=config.seed, penalty=penalty, bn=s.bn,
-                   optimizer=s.optimizer, amp=config.amp, progress=progress,
-                   desc=f"{config.dataset} {s.label} shots={config.shots} seed={config.seed}")
-        curves = {"train_loss": hist.train_loss, "val_acc": hist.val_acc}
-        status, val_acc, mem = hist.status, hist.best_val, hist.peak_mem_mb
+    with _PeakMemory(device_of(model)) as meter:
+        status, val_acc, curves, probe, trainable = _train(config, ds, bb, resolved, progress)
     train_seconds = time.perf_counter() - start_time
+    mem = meter.mb
     test_acc = evaluate(model, ds.test, bb.mean, bb.std, amp=config.amp) if status == "ok" else float("nan")
     record = {
         "run_id": config.run_id(), "dataset": config.dataset, "backbone": config.backbone, "strategy": s.name,
@@ -148,11 +138,33 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
         "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test),
         "status": status, "val_acc": val_acc, "test_acc": test_acc, "train_seconds": train_seconds,
         "trainable_params": sum(p.numel() for _, p, _ in trainable), "peak_mem_mb": mem,
-        "ftlib_version": __version__, "torch_version": torch.__version__, "device": _device_name(model),
+        "ftlib_version": __version__, "torch_version": str(torch.__version__), "device": _device_name(model),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "curves": curves, "block_distance": block_distances(bb, w0),
     }
     return (record, bb, ds) if return_model else record
+
+
+def _train(config: RunConfig, ds, bb, resolved: dict, progress: bool):
+    """Probe and/or fit as the strategy says; return status, val accuracy, curves, probe info, trainables."""
+    s, model = config.strategy, bb.model
+    probe = linear_probe(bb, ds, getattr(s, "c_grid", PROBE_C_GRID)) if s.closed_form or s.init_head_from_probe else None
+    trainable = trainable_parameters(bb, s)
+    for _, p, _ in trainable:
+        p.requires_grad_(True)
+    if s.closed_form:
+        curves = {"train_loss": [], "val_acc": list(probe["path"].val_acc)}
+        status, val_acc = "ok", probe["val_acc"]
+    else:
+        penalty = s.penalty(bb, trainable)
+        groups = param_groups(bb, s, resolved["lr"], penalty)
+        hist = fit(model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=resolved["epochs"],
+                   batch_size=resolved["batch_size"], seed=config.seed, penalty=penalty, bn=s.bn,
+                   optimizer=s.optimizer, amp=config.amp, progress=progress,
+                   desc=f"{config.dataset} {s.label} shots={config.shots} seed={config.seed}")
+        curves = {"train_loss": hist.train_loss, "val_acc": hist.val_acc}
+        status, val_acc = hist.status, hist.best_val
+    return status, val_acc, curves, probe, trainable
 
 
 def _device_name(model) -> str:

@@ -1,0 +1,109 @@
+"""Command line: ``python -m ftlib bench | speed | notebooks``. Bad input: one line, exit code 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import FtlibError
+from .profiles import PROFILES, STRATEGY_GRID
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise FtlibError(message)
+
+
+def _list(text: str) -> list:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise FtlibError(f"empty list {text!r}")
+    return items
+
+
+def _seeds(text: str) -> list:
+    out = []
+    for t in _list(text):
+        try:
+            out.append(int(t))
+        except ValueError:
+            raise FtlibError(f"seeds must be integers, got {t!r} (e.g. --seeds 0,1,2)") from None
+    return out
+
+
+def _positive(name):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise FtlibError(f"{name} must be a positive integer, got {text!r}") from None
+        if v < 1:
+            raise FtlibError(f"{name} must be a positive integer, got {text!r}")
+        return v
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m ftlib", description="ftlib: fine-tuning strategies benchmarked on one protocol.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    b = sub.add_parser("bench", help="run the benchmark grid into a resumable results store",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--profile", default="cpu", help=f"budget and default grid: {', '.join(PROFILES)}")
+    b.add_argument("--dataset", default=None,
+                   help="comma list: hymenoptera, caltech101, fashion_mnist, imagefolder:<path> (default: the "
+                        "profile's three datasets)")
+    b.add_argument("--backbone", default="timm/tf_efficientnet_lite0", help="timm/<model> or torchvision/<model>")
+    b.add_argument("--strategies", default=",".join(STRATEGY_GRID),
+                   help="comma list of linear_probe, partial[:k=N], full, l2sp[:alpha=A:beta=B], lp_ft, scratch, "
+                        "bitfit, surgical[:k=N]")
+    b.add_argument("--shots", default=None, help="comma list of ints or 'all' (default: the profile's per dataset)")
+    b.add_argument("--seeds", default=None, help="comma list of ints (default: the profile's)")
+    b.add_argument("--resolution", default=None, type=_positive("--resolution"),
+                   help="image side in px (default: the profile's per dataset)")
+    b.add_argument("--epochs", default=None, type=_positive("--epochs"),
+                   help="fixed epochs (default: the profile's image-budget rule)")
+    b.add_argument("--out", default=None, help="results directory (default: data/results/<profile>)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    s = sub.add_parser("speed", help="side-by-side speed benchmark (writes speed.json and speed.md)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--tiny", action="store_true", help="seconds-long plumbing check (used by the tests)")
+    s.add_argument("--out", default=".", help="directory for speed.json and speed.md")
+    n = sub.add_parser("notebooks", help="re-execute notebooks/*.ipynb in place (FTLIB_PROFILE, default cpu)")
+    n.add_argument("names", nargs="*", help="notebook files (default: all)")
+    return p
+
+
+def bench_main(args) -> int:
+    from .bench import bench, default_out, grid, report
+
+    configs = grid(args.profile, datasets=_list(args.dataset) if args.dataset else None, backbone=args.backbone,
+                   strategies=_list(args.strategies), shots=_list(args.shots) if args.shots else None,
+                   seeds=_seeds(args.seeds) if args.seeds else None, resolution=args.resolution, epochs=args.epochs)
+    store = bench(configs, args.out or default_out(args.profile), progress=not args.quiet)
+    report(store)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "bench":
+            return bench_main(args)
+        if args.command == "speed":
+            from .speed import main as speed_main
+            return speed_main(tiny=args.tiny, out=args.out)
+        if args.command == "notebooks":
+            from .notebooks import execute_all
+            return execute_all(args.names)
+        parser.print_help()
+        return 2
+    except FtlibError as e:
+        print(f"ftlib: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ftlib: interrupted; every finished run is saved, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

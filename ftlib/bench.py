@@ -1,0 +1,100 @@
+"""The benchmark runner: a grid of runs into a resumable results store, then tables and plots.
+
+A finished run is never recomputed: each config's hash is its key in the store, and a
+row is written atomically the moment its run ends.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+from .backbones import DEFAULT_BACKBONE, load_backbone
+from .datasets import DATASETS, load_dataset
+from .errors import FtlibError, unknown
+from .paths import data_root
+from .profiles import get_profile
+from .report import summary_table, to_markdown, write_summary
+from .runs import RunConfig, run
+from .splits import parse_shots
+from .store import ResultStore
+from .strategies import parse_strategy
+
+
+def grid(profile: str = "cpu", datasets=None, backbone: str = DEFAULT_BACKBONE, strategies=None, shots=None,
+         seeds=None, resolution: int | None = None, epochs: int | None = None) -> list:
+    """The run configs of a benchmark: datasets x shots x seeds x strategies (profile defaults for None).
+
+    Example:
+        >>> len(grid("smoke"))
+        18
+    """
+    prof = get_profile(profile)
+    datasets = list(prof.datasets if datasets is None else datasets)
+    strategies = [parse_strategy(s) if isinstance(s, str) else s
+                  for s in (prof.strategies if strategies is None else strategies)]
+    seeds = list(prof.seeds if seeds is None else seeds)
+    for what, items in (("datasets", datasets), ("strategies", strategies), ("seeds", seeds)):
+        if not items:
+            raise FtlibError(f"empty list of {what}")
+    for d in datasets:
+        if d not in DATASETS and not str(d).startswith("imagefolder:"):
+            raise unknown("dataset", d, [*DATASETS, "imagefolder:<path>"])
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise FtlibError(f"seeds must be integers, got {s!r}")
+    configs = []
+    for d in datasets:
+        regimes = [parse_shots(k) for k in (prof.shots.get(d, (10, "all")) if shots is None else shots)]
+        if not regimes:
+            raise FtlibError("empty list of shots")
+        res = resolution or prof.resolution.get(d) or load_backbone(backbone, pretrained=False).input_size
+        for k, seed, strat in itertools.product(regimes, seeds, strategies):
+            configs.append(RunConfig(
+                dataset=d, backbone=backbone, strategy=strat, shots=k, seed=seed, resolution=res,
+                epochs=epochs or prof.epochs, max_test_per_class=prof.max_test_per_class.get(d),
+                image_budget=prof.image_budget, min_epochs=prof.min_epochs, max_epochs=prof.max_epochs,
+                profile=prof.name))
+    return configs
+
+
+def check(configs: list) -> None:
+    """Fail before training anything: unknown backbone, shots larger than a class, unreadable data."""
+    for backbone in {c.backbone for c in configs}:
+        load_backbone(backbone, pretrained=False)
+    for d, k, res, cap in {(c.dataset, c.shots, c.resolution, c.max_test_per_class) for c in configs}:
+        load_dataset(d, shots=k, seed=0, resolution=res, max_test_per_class=cap)
+
+
+def default_out(profile: str) -> Path:
+    return data_root() / "results" / profile
+
+
+def bench(configs: list, out, progress: bool = True, log=print) -> ResultStore:
+    """Run every config not yet in the store at ``out``; write the summary; return the store."""
+    store = ResultStore(out)
+    check(configs)
+    todo = [c for c in configs if not store.has(c.run_id())]
+    log(f"[ftlib] {len(configs)} runs in the grid, {len(configs) - len(todo)} already in {store.path}, "
+        f"{len(todo)} to run")
+    start = time.perf_counter()
+    for i, cfg in enumerate(todo, 1):
+        rec = run(cfg, progress=progress)
+        store.add(rec)
+        log(f"[ftlib] {i}/{len(todo)} {cfg.dataset} shots={cfg.shots} seed={cfg.seed} {cfg.strategy.label}: "
+            f"{rec['status']} test_acc={rec['test_acc']:.3f} ({rec['train_seconds']:.0f}s; "
+            f"{time.perf_counter() - start:.0f}s elapsed)")
+    return store
+
+
+def report(store: ResultStore, log=print) -> dict:
+    """Write ``summary.md`` and the PNGs; print the table and the paths."""
+    paths = write_summary(store.path)
+    df = store.frame()
+    if len(df):
+        cols = ["test_acc", "n_seeds", "train_seconds", "trainable_params", "peak_mem_mb"]
+        log(to_markdown(summary_table(df), columns=cols))
+    log("[ftlib] wrote:")
+    for p in [store.path / "results.csv", store.path / "runs.jsonl", *paths.values()]:
+        log(f"  {p}")
+    return paths
