@@ -155,7 +155,7 @@ class _PeakMemory:
 
 def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, batch_size: int, seed: int,
         penalty=None, bn: str = "frozen", optimizer: str = "sgd", amp: bool = True, channels_last: bool = True,
-        progress: bool = True, desc: str = "fit") -> History:
+        progress: bool = True, desc: str = "fit", min_epoch_images: int = 128) -> History:
     """Train ``model`` on ``train``, select the epoch with the best ``val`` accuracy, restore it.
 
     Args:
@@ -163,6 +163,9 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
             outside every group must already have ``requires_grad=False``.
         penalty: optional callable added to the loss (e.g. ``ftlib.penalties.L2SP``).
         bn: ``"frozen"`` keeps BatchNorm of frozen blocks in eval mode; ``"train"`` does not.
+        min_epoch_images: an epoch shows at least this many images (several shuffled passes
+            over a tiny train set), so 10-shot runs get enough optimiser steps between
+            val evaluations: 20 images x 8 epochs would be only 8 steps.
 
     Example:
         >>> hist = fit(bb.model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups,
@@ -177,7 +180,8 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
     gen = torch.Generator().manual_seed(seed)
     n = len(train)
     bs = min(batch_size, n)
-    steps_per_epoch = max(1, n // bs)  # drop the ragged last batch: a batch of 1 breaks train-mode BatchNorm
+    passes = max(1, math.ceil(min_epoch_images / n))
+    steps_per_epoch = max(1, n * passes // bs)  # drop the ragged last batch: a batch of 1 breaks train-mode BN
     total = steps_per_epoch * epochs
     opt = make_optimizer(groups, optimizer)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, max(1, round(0.1 * total))))
@@ -190,7 +194,7 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
     with _PeakMemory(dev) as mem:
         for epoch in bar:
             set_train_mode(model, frozen_bn, bn)
-            order = torch.randperm(n, generator=gen)
+            order = torch.cat([torch.randperm(n, generator=gen) for _ in range(passes)])
             loss_sum = torch.zeros((), device=dev)
             for s in range(steps_per_epoch):
                 idx = order[s * bs: (s + 1) * bs]
