@@ -15,3 +15,6 @@ from .strategies import (STRATEGIES, bitfit, full, l2sp, linear_probe, lp_ft, pa
                          surgical, trainable_parameters)
 from .train import evaluate, fit
 from .checkpoint import FineTuned, load_finetuned, predict, save_finetuned
+from .bench import grid, load_or_run, notebook_profile
+from .profiles import PROFILES, get_profile
+from . import report

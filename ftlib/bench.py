@@ -87,6 +87,33 @@ def bench(configs: list, out, progress: bool = True, log=print) -> ResultStore:
     return store
 
 
+def notebook_profile() -> str:
+    """The profile notebooks run in: ``$FTLIB_PROFILE`` (the tests set ``smoke``), else ``cpu``."""
+    import os
+
+    return os.environ.get("FTLIB_PROFILE", "cpu")
+
+
+def load_or_run(configs: list, out=None, progress: bool = False):
+    """Load-else-run for notebooks: run only the configs missing from the store, return their rows.
+
+    Returns ``(df, sidecar)``: the results DataFrame restricted to ``configs`` (in the store's
+    column layout) and the curves / block distances keyed by run id.
+
+    Example:
+        >>> df, side = load_or_run(grid("smoke", datasets=["hymenoptera"]))  # doctest: +SKIP
+    """
+    if out is None:
+        out = data_root() / "results" / f"notebooks-{notebook_profile()}"
+    store = bench(configs, out, progress=progress, log=lambda *a: None)
+    ids = {c.run_id() for c in configs}
+    df = store.frame()
+    side = store.sidecar()
+    if len(df):
+        df = df[df.run_id.isin(ids)].reset_index(drop=True)
+    return df, {k: v for k, v in side.items() if k in ids}
+
+
 def report(store: ResultStore, log=print) -> dict:
     """Write ``summary.md`` and the PNGs; print the table and the paths."""
     paths = write_summary(store.path)

@@ -1,0 +1,47 @@
+"""Re-execute the notebooks in place (``python -m ftlib notebooks``) and strip volatile metadata."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .paths import REPO_ROOT
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+def strip(nb) -> None:
+    """Drop execution counts and volatile metadata so diffs show only content changes."""
+    nb.metadata.pop("widgets", None)
+    nb.metadata.get("language_info", {}).pop("version", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.execution_count = None
+            for out in cell.outputs:
+                if "execution_count" in out:
+                    out["execution_count"] = None
+                out.get("metadata", {}).pop("execution", None)
+
+
+def execute(path: Path, timeout: int = 3600) -> float:
+    """Execute one notebook in place in ``$FTLIB_PROFILE`` (default ``cpu``); return seconds taken."""
+    import nbformat
+    from nbconvert.preprocessors import ExecutePreprocessor
+
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(nb, {"metadata": {"path": str(path.parent)}})
+    strip(nb)
+    nbformat.write(nb, path)
+    return time.perf_counter() - start
+
+
+def execute_all(names=None) -> int:
+    os.environ.setdefault("FTLIB_PROFILE", "cpu")
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    paths = [Path(n) for n in names] if names else sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+    for p in paths:
+        print(f"[ftlib] executing {p} (profile {os.environ['FTLIB_PROFILE']}) ...", flush=True)
+        print(f"[ftlib] {p.name}: {execute(p):.0f}s", flush=True)
+    return 0
