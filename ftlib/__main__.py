@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--tiny", action="store_true", help="seconds-long plumbing check (used by the tests)")
     s.add_argument("--out", default=".", help="directory for speed.json and speed.md")
+    sub.add_parser("readme", help="regenerate README's headline and literature blocks from results/")
     n = sub.add_parser("notebooks", help="re-execute notebooks/*.ipynb in place (FTLIB_PROFILE, default cpu)")
     n.add_argument("names", nargs="*", help="notebook files (default: all)")
     return p
@@ -92,6 +93,10 @@ def main(argv=None) -> int:
         if args.command == "speed":
             from .speed import main as speed_main
             return speed_main(tiny=args.tiny, out=args.out)
+        if args.command == "readme":
+            from .headline import update_readme
+            update_readme()
+            return 0
         if args.command == "notebooks":
             from .notebooks import execute_all
             return execute_all(args.names)

@@ -12,7 +12,7 @@ from pathlib import Path
 from .backbones import DEFAULT_BACKBONE, load_backbone
 from .datasets import DATASETS, load_dataset
 from .errors import FtlibError, unknown
-from .paths import data_root
+from .paths import REPO_ROOT, data_root
 from .profiles import get_profile
 from .report import summary_table, to_markdown, write_summary
 from .runs import RunConfig, run
@@ -70,6 +70,15 @@ def default_out(profile: str) -> Path:
     return data_root() / "results" / profile
 
 
+def default_store(profile: str) -> Path:
+    """Where notebooks load-else-run: the committed ``results/`` store for ``cpu``, else under ``data/``.
+
+    In the cpu profile the notebooks reuse the benchmark's finished runs, and the runs only
+    they need are added beside them; the README's headline selects the main grid's run ids.
+    """
+    return REPO_ROOT / "results" if profile == "cpu" else data_root() / "results" / f"notebooks-{profile}"
+
+
 def bench(configs: list, out, progress: bool = True, log=print) -> ResultStore:
     """Run every config not yet in the store at ``out``; write the summary; return the store."""
     store = ResultStore(out)
@@ -79,6 +88,8 @@ def bench(configs: list, out, progress: bool = True, log=print) -> ResultStore:
         f"{len(todo)} to run")
     start = time.perf_counter()
     for i, cfg in enumerate(todo, 1):
+        if store.has(cfg.run_id()):  # another process (a notebook, a second bench) finished it meanwhile
+            continue
         rec = run(cfg, progress=progress)
         store.add(rec)
         log(f"[ftlib] {i}/{len(todo)} {cfg.dataset} shots={cfg.shots} seed={cfg.seed} {cfg.strategy.label}: "
@@ -104,7 +115,7 @@ def load_or_run(configs: list, out=None, progress: bool = False):
         >>> df, side = load_or_run(grid("smoke", datasets=["hymenoptera"]))  # doctest: +SKIP
     """
     if out is None:
-        out = data_root() / "results" / f"notebooks-{notebook_profile()}"
+        out = default_store(notebook_profile())
     store = bench(configs, out, progress=progress, log=lambda *a: None)
     ids = {c.run_id() for c in configs}
     df = store.frame()

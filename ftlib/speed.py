@@ -1,0 +1,294 @@
+"""``python -m ftlib speed``: ftlib side by side with the PyTorch tutorial's loops, in one process.
+
+Four ratios, each from the same run on the current machine (lite0, hymenoptera, the
+``cpu`` profile's resolution), written to ``speed.json`` and explained in ``speed.md``:
+
+- ``fit_vs_tutorial``: training images/s of ``ftlib.fit`` (full) / the tutorial's fine-tuning loop;
+- ``probe_vs_sgd_head``: seconds of the tutorial's fixed-feature extractor / ftlib's linear probe;
+- ``partial1_vs_full``: seconds of ``fit`` with ``partial(k=1)`` / with ``full``;
+- ``eval_vs_naive``: images/s of ``ftlib.evaluate`` / the tutorial's PIL + DataLoader eval loop.
+
+Example:
+    >>> main(tiny=True, out="/tmp/speed")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+from . import hyper, sources
+from .backbones import load_backbone
+from .datasets import load_dataset
+from .probe import linear_probe
+from .profiles import get_profile
+from .runs import param_groups
+from .strategies import PROBE_C_GRID, Full, Partial, trainable_parameters
+from .train import evaluate, fit
+from .tutorial import naive_eval, split_files, tutorial_finetune, tutorial_fixed_feature
+
+BACKBONE = "timm/tf_efficientnet_lite0"
+DATASET = "hymenoptera"
+BATCH = 32
+SEED = 0
+EVAL_REPEATS = 3  # eval passes are a few seconds: the median of 3 damps noise from other processes
+# metric -> (target, higher is better, what ftlib / baseline columns hold)
+TARGETS = {"fit_vs_tutorial": (2.0, True, "train images/s"), "probe_vs_sgd_head": (20.0, True, "seconds"),
+           "partial1_vs_full": (0.5, False, "seconds"), "eval_vs_naive": (2.0, True, "test images/s")}
+
+
+def log(msg: str) -> None:
+    print(f"[speed] {msg}", file=sys.stderr, flush=True)  # progress on stderr, the table on stdout
+
+
+def build(num_classes: int, name: str = BACKBONE, pretrained: bool = True, device="cpu"):
+    """The backbone with a fresh head, seeded: both sides of a comparison start from the same weights."""
+    torch.manual_seed(SEED)
+    bb = load_backbone(name, num_classes=num_classes, pretrained=pretrained)
+    bb.model.to(device)
+    return bb
+
+
+def ftlib_fit(bb, ds, strategy, epochs: int, amp: bool = True, channels_last: bool = True) -> tuple:
+    """``ftlib.fit`` as ``ftlib.run`` calls it; returns ``(seconds, train images seen, history)``."""
+    for p in bb.model.parameters():
+        p.requires_grad_(False)
+    for _, p, _ in trainable_parameters(bb, strategy):
+        p.requires_grad_(True)
+    groups = param_groups(bb, strategy, hyper.learning_rate(strategy.name, BATCH))
+    start = time.perf_counter()
+    # min_epoch_images=0: one epoch is exactly one pass over train, as in the tutorial
+    hist = fit(bb.model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=epochs, batch_size=BATCH,
+               seed=SEED, bn=strategy.bn, amp=amp, channels_last=channels_last, progress=False, min_epoch_images=0)
+    secs = time.perf_counter() - start
+    bs = min(BATCH, len(ds.train))  # fit drops the ragged last batch: count only the images it trained on
+    return secs, (len(ds.train) // bs) * bs * len(hist.train_loss), hist
+
+
+def warm_up(num_classes: int, res: int) -> None:
+    """One training step per memory format, so one-off kernel set-up is charged to neither side."""
+    bb = build(num_classes)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        bb.model.to(memory_format=fmt).train()
+        bb.model(torch.randn(8, 3, res, res).contiguous(memory_format=fmt)).sum().backward()
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    return {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu_model": cpu,
+            "torch_version": str(torch.__version__), "python": platform.python_version(),
+            "platform": platform.platform(), "loadavg_1_5_15min": os.getloadavg()}
+
+
+def gpu_throughput(tiny: bool) -> tuple:
+    """The ``gpu`` profile's training images/s at 224 px: autocast + channels-last vs fp32 NCHW."""
+    if not torch.cuda.is_available():
+        return None, "no CUDA device in this process (torch.cuda.is_available() is False): GPU item not measured"
+    res = 64 if tiny else 224  # the gpu profile's resolution is None = the backbones' native 224 px
+    ds = load_dataset(DATASET, 4 if tiny else "all", SEED, res, max_test_per_class=10 if tiny else None)
+    out = {"device": torch.cuda.get_device_name(0), "resolution": res}
+    for name in (BACKBONE, "torchvision/resnet50"):
+        row = {}
+        for mode, amp, cl in (("amp_channels_last", True, True), ("fp32", False, False)):
+            bb = build(len(ds.classes), name, pretrained=False, device="cuda")  # speed does not depend on weights
+            ftlib_fit(bb, ds, Full(), 1, amp, cl)  # warm-up epoch: cuDNN picks its kernels
+            torch.cuda.synchronize()
+            secs, images, _ = ftlib_fit(bb, ds, Full(), 1 if tiny else 3, amp, cl)
+            row[f"{mode}_images_per_s"] = images / secs
+        row["speedup"] = row["amp_channels_last_images_per_s"] / row["fp32_images_per_s"]
+        out[name] = row
+    return out, f"measured on {out['device']}"
+
+
+def measure(tiny: bool) -> dict:
+    res = 64 if tiny else get_profile("cpu").resolution[DATASET]
+    epochs, ff_epochs = (1, 1) if tiny else (2, 25)
+    ds = load_dataset(DATASET, 4 if tiny else "all", SEED, res, max_test_per_class=10 if tiny else None)
+    files = {p: split_files(ds, p) for p in ("train", "val", "test")}
+    k = len(ds.classes)
+    d = {"tiny": tiny, "machine": machine(), "backbone": BACKBONE, "dataset": DATASET, "resolution": res,
+         "batch_size": BATCH, "epochs": epochs, "fixed_feature_epochs": ff_epochs,
+         "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test)}
+    log(f"{BACKBONE} on {ds!r}; {d['machine']['cores']} cores, {d['machine']['cpu_model']}")
+    start = time.perf_counter()
+    sources.locate(DATASET).read(res)  # what ftlib's one-off decode costs (it is cached on disk afterwards)
+    d["ftlib_decode_seconds"] = time.perf_counter() - start
+    warm_up(k, res)
+
+    log("1/4 full fine-tuning: tutorial loop, then ftlib.fit")
+    bb = build(k)
+    secs, hist = tutorial_finetune(bb.model, *files["train"], *files["val"], mean=bb.mean, std=bb.std,
+                                   epochs=epochs, res=res, seed=SEED)
+    d.update(tutorial_finetune_seconds=secs, tutorial_train_images=hist["train_images"],
+             tutorial_images_per_s=hist["train_images"] / secs, tutorial_finetune_best_val=hist["best_val"])
+    secs, images, h = ftlib_fit(build(k), ds, Full(), epochs)
+    d.update(ftlib_full_seconds=secs, ftlib_train_images=images, ftlib_images_per_s=images / secs,
+             ftlib_full_best_val=h.best_val)
+    fit_ratio = d["ftlib_images_per_s"] / d["tutorial_images_per_s"]
+    d["fit_vs_tutorial_incl_decode"] = images / (secs + d["ftlib_decode_seconds"]) / d["tutorial_images_per_s"]
+    log(f"    tutorial {d['tutorial_images_per_s']:.1f} img/s, ftlib {d['ftlib_images_per_s']:.1f} img/s")
+
+    log("2/4 partial(k=1), same budget")
+    bb = build(k)
+    secs, _, h = ftlib_fit(bb, ds, Partial(k=1), epochs)
+    d.update(ftlib_partial1_seconds=secs, ftlib_partial1_best_val=h.best_val,
+             partial1_blocks=Partial(k=1).trainable_blocks([b for b, _ in bb.blocks]))
+    partial_ratio = secs / d["ftlib_full_seconds"]
+
+    log(f"3/4 fixed feature extractor ({ff_epochs} epochs of SGD), then the linear probe")
+    bb = build(k)
+    secs, hist = tutorial_fixed_feature(bb.model, bb.head, *files["train"], *files["val"], mean=bb.mean,
+                                        std=bb.std, res=res, epochs=ff_epochs, seed=SEED)
+    _, sgd_test = naive_eval(bb.model, *files["test"], res, bb.mean, bb.std)
+    d.update(sgd_head_seconds=secs, sgd_head_best_val=hist["best_val"], sgd_head_test_acc=sgd_test,
+             sgd_head_test_acc_ftlib_pipeline=evaluate(bb.model, ds.test, bb.mean, bb.std))
+    bb = build(k)
+    # an empty FTLIB_DATA: cold feature and probe caches, so extraction and the C search are both timed
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"FTLIB_DATA": tmp}):
+        start = time.perf_counter()
+        probe = linear_probe(bb, ds, PROBE_C_GRID)
+        secs = time.perf_counter() - start
+    d.update(probe_seconds=secs, probe_feature_seconds=probe["feature_seconds"], probe_C=probe["C"],
+             probe_val_acc=probe["val_acc"], probe_c_grid_size=len(PROBE_C_GRID),
+             probe_test_acc=evaluate(bb.model, ds.test, bb.mean, bb.std))
+    probe_ratio = d["sgd_head_seconds"] / d["probe_seconds"]
+    d["probe_vs_sgd_head_incl_decode"] = d["sgd_head_seconds"] / (d["probe_seconds"] + d["ftlib_decode_seconds"])
+    d["probe_acc_ge_sgd_head"] = d["probe_test_acc"] >= d["sgd_head_test_acc"]
+    log(f"    SGD head {d['sgd_head_seconds']:.1f} s (test {sgd_test:.3f}), "
+        f"probe {secs:.1f} s (test {d['probe_test_acc']:.3f})")
+
+    log("4/4 evaluation on the test split (the probe's model), naive vs ftlib.evaluate")
+    fast = copy.deepcopy(bb.model).to(memory_format=torch.channels_last)  # the format fit leaves a model in
+    naive_s, fast_s = [], []
+    for _ in range(EVAL_REPEATS):
+        secs, d["naive_eval_acc"] = naive_eval(bb.model, *files["test"], res, bb.mean, bb.std)
+        naive_s.append(secs)
+        start = time.perf_counter()
+        d["ftlib_eval_acc"] = evaluate(fast, ds.test, bb.mean, bb.std, batch_size=128)
+        fast_s.append(time.perf_counter() - start)
+    d.update(naive_eval_seconds=statistics.median(naive_s), ftlib_eval_seconds=statistics.median(fast_s),
+             naive_eval_seconds_all=naive_s, ftlib_eval_seconds_all=fast_s)
+    d.update(naive_eval_images_per_s=len(ds.test) / d["naive_eval_seconds"],
+             ftlib_eval_images_per_s=len(ds.test) / d["ftlib_eval_seconds"])
+    eval_ratio = d["ftlib_eval_images_per_s"] / d["naive_eval_images_per_s"]
+
+    d["gpu"], d["gpu_note"] = gpu_throughput(tiny)
+    d["loadavg_at_end"] = os.getloadavg()  # other processes on the machine make every timing noisier
+    return {"fit_vs_tutorial": float(fit_ratio), "probe_vs_sgd_head": float(probe_ratio),
+            "partial1_vs_full": float(partial_ratio), "eval_vs_naive": float(eval_ratio), "details": d}
+
+
+def passes(result: dict, metric: str) -> bool:
+    target, higher, _ = TARGETS[metric]
+    ok = result[metric] >= target if higher else result[metric] <= target
+    return bool(ok and (metric != "probe_vs_sgd_head" or result["details"]["probe_acc_ge_sgd_head"]))
+
+
+def table(result: dict) -> list:
+    d = result["details"]
+    cols = {"fit_vs_tutorial": (d["ftlib_images_per_s"], d["tutorial_images_per_s"]),
+            "probe_vs_sgd_head": (d["probe_seconds"], d["sgd_head_seconds"]),
+            "partial1_vs_full": (d["ftlib_partial1_seconds"], d["ftlib_full_seconds"]),
+            "eval_vs_naive": (d["ftlib_eval_images_per_s"], d["naive_eval_images_per_s"])}
+    rows = []
+    for m, (target, higher, unit) in TARGETS.items():
+        goal = f"{'>=' if higher else '<='} {target:g}" + (" and acc >=" if m == "probe_vs_sgd_head" else "")
+        rows.append([m, unit, f"{cols[m][0]:.2f}", f"{cols[m][1]:.2f}", f"{result[m]:.2f}", goal,
+                     "yes" if passes(result, m) else "NO"])
+    return rows
+
+
+HEADER = ["metric", "unit", "ftlib", "baseline", "ratio", "target", "pass"]
+
+
+def markdown_table(rows: list) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def text_table(rows: list) -> str:
+    widths = [max(len(str(r[i])) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [HEADER, *rows])
+
+
+def write_markdown(result: dict, rows: list, path: Path) -> None:
+    d, m = result["details"], result["details"]["machine"]
+    gpu = d["gpu_note"] if d["gpu"] is None else json.dumps(d["gpu"], indent=1)
+    text = f"""# ftlib speed benchmark{' (tiny plumbing run: the ratios mean nothing)' if d['tiny'] else ''}
+
+Generated by `python -m ftlib speed{' --tiny' if d['tiny'] else ''}` in one process on: {m['cores']} cores,
+{m['cpu_model']}, torch {m['torch_version']} ({m['torch_threads']} threads). `{d['backbone']}`, {d['dataset']}
+(train {d['n_train']}, val {d['n_val']}, test {d['n_test']} images), {d['resolution']} px, batch {d['batch_size']}.
+
+{markdown_table(rows)}
+
+## What each baseline does
+
+The baselines are in `ftlib/tutorial.py`, written from the PyTorch tutorial "Transfer Learning for
+Computer Vision": every image of every epoch is opened with PIL (`ImageFolder`'s loader) and
+transformed (`RandomResizedCrop`, `RandomHorizontalFlip`, `ToTensor`, `Normalize` for training;
+`Resize` + `CenterCrop` for evaluation), batched by a `DataLoader` (shuffle, `num_workers=0`), fed as
+NCHW tensors, with `loss.item()` and a correct-count `.item()` every step, SGD momentum 0.9 and
+`StepLR(7, 0.1)`, a val pass after each training epoch and the best-val weights kept.
+
+- **fit_vs_tutorial**: the tutorial's "finetuning the ConvNet" vs `ftlib.fit` with `full()`,
+  {d['epochs']} epoch(s) each, both with one val pass per epoch; train images per second of the whole call.
+  ftlib decodes every image once (cached uint8 tensors), augments whole batches on tensors and
+  trains in channels-last format with one host sync per epoch.
+- **probe_vs_sgd_head**: the tutorial's "ConvNet as fixed feature extractor"
+  ({d['fixed_feature_epochs']} epoch(s) of SGD on the head through the frozen body, whose BatchNorm stays in train mode as in the
+  tutorial) vs `ftlib.probe.linear_probe`: features extracted once with a cold cache, then L2
+  logistic regression by L-BFGS over {d['probe_c_grid_size']} regularisation strengths chosen on val.
+  Test accuracy: SGD head {d['sgd_head_test_acc']:.3f} (tutorial pipeline; {d['sgd_head_test_acc_ftlib_pipeline']:.3f}
+  through ftlib's), probe {d['probe_test_acc']:.3f}.
+- **partial1_vs_full**: `ftlib.fit` with `partial(k=1)` (only {' + '.join(d['partial1_blocks'])} train) vs
+  `full()`, same data, epochs and batch; ratio of wall times.
+- **eval_vs_naive**: the tutorial's val loop (PIL + `DataLoader`, NCHW, batch 32, `no_grad`) vs
+  `ftlib.evaluate` (inference mode, channels-last, cached tensors, batch 128) on the test split,
+  same weights (the probe's model); median of {EVAL_REPEATS} passes each. Accuracy: naive
+  {d['naive_eval_acc']:.3f}, ftlib {d['ftlib_eval_acc']:.3f} (the two pipelines resize differently).
+
+## Why the comparison is fair
+
+Same process, machine, thread count, backbone weights (`torch.manual_seed` before every build),
+image files (the baseline reads the very files behind ftlib's split), resolution, batch size,
+epochs and val set. Departures from the tutorial page, each in the baseline's favour or neutral:
+batch 32 instead of 4 (faster per image on a CPU) with the lr scaled linearly (0.001 x 32/4);
+`num_workers=0` because loader workers would share the same CPU cores as the training step;
+flush-denormal is on for both sides (`ftlib.fit` sets it process-wide). A warm-up step in both
+memory formats runs before any timing. Not charged to ftlib: the one-off decode of the dataset
+({d['ftlib_decode_seconds']:.1f} s, cached on disk and shared by every later run); counting it anyway gives
+fit_vs_tutorial {d['fit_vs_tutorial_incl_decode']:.2f} and probe_vs_sgd_head {d['probe_vs_sgd_head_incl_decode']:.1f}.
+Every raw number is under `details` in `speed.json`.
+
+## GPU
+
+{gpu}
+"""
+    path.write_text(text)
+
+
+def main(tiny: bool = False, out: str = ".") -> int:
+    """Measure, print the table, write ``speed.json`` and ``speed.md`` into ``out``; 0 when it ran."""
+    torch.set_flush_denormal(True)  # ftlib.fit sets this process-wide anyway: on from the start, for both sides
+    result = measure(tiny)
+    rows = table(result)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "speed.json").write_text(json.dumps(result, indent=1, default=str))
+    write_markdown(result, rows, out_dir / "speed.md")
+    print(text_table(rows))
+    print(f"wrote {out_dir / 'speed.json'} and {out_dir / 'speed.md'}")
+    return 0

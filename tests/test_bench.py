@@ -1,0 +1,97 @@
+"""The benchmark runner end to end: store, resume after SIGKILL, summary files, and bad input."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--profile", "smoke", "--dataset", "hymenoptera", "--quiet"]
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ftlib", "bench", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def rows(out):
+    path = os.path.join(out, "results.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_bench_writes_store_summary_plots_and_skips_finished_runs(tmp_path):
+    out = str(tmp_path / "res")
+    first = cli(*TINY, "--strategies", "linear_probe,full", "--out", out)
+    assert first.returncode == 0, first.stderr
+    got = rows(out)
+    assert len(got) == 2 and {r["strategy"] for r in got} == {"linear_probe", "full"}
+    for name in ("summary.md", "acc_vs_shots.png", "acc_vs_time.png", "block_distance.png", "learning_curves.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    assert "linear_probe" in open(os.path.join(out, "summary.md")).read()
+    again = cli(*TINY, "--strategies", "linear_probe,full", "--out", out)
+    assert again.returncode == 0
+    assert "0 to run" in again.stdout
+    assert rows(out) == got  # nothing recomputed, nothing duplicated
+
+
+def test_sigkill_mid_grid_loses_nothing_and_resumes_to_identical_metrics(tmp_path):
+    killed, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
+    args = [*TINY, "--strategies", "linear_probe,partial:k=0,full", "--seeds", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "ftlib", "bench", *args, "--out", killed], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(rows(killed)) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(rows(killed)) <= 3
+    assert cli(*args, "--out", killed).returncode == 0
+    assert cli(*args, "--out", clean).returncode == 0
+    a = {r["run_id"]: r for r in rows(killed)}
+    b = {r["run_id"]: r for r in rows(clean)}
+    assert len(rows(killed)) == len(a) == 3 and a.keys() == b.keys()
+    for rid in a:
+        for key in ("val_acc", "test_acc"):
+            assert abs(float(a[rid][key]) - float(b[rid][key])) <= 1e-6, (rid, key)
+
+
+def test_diverged_run_is_stored_and_the_grid_goes_on(tmp_path):
+    out = str(tmp_path / "res")
+    res = cli(*TINY, "--strategies", "full:lr=1e20,linear_probe", "--out", out)
+    assert res.returncode == 0, res.stderr
+    status = {r["strategy"]: r["status"] for r in rows(out)}
+    assert status == {"full": "diverged", "linear_probe": "ok"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "hymenoptra"], "unknown dataset 'hymenoptra' (did you mean 'hymenoptera'?); valid:"),
+    (["--strategies", "ful"], "unknown strategy 'ful' (did you mean 'full'?); valid:"),
+    (["--strategies", "partial:q=1"], "unknown parameter of partial 'q'"),
+    (["--backbone", "timm/not_a_model"], "unknown timm model 'not_a_model'"),
+    (["--backbone", "resnet18"], "backbone names look like 'timm/<model>' or 'torchvision/<model>'"),
+    (["--profile", "laptop"], "unknown profile 'laptop'; valid: cpu, gpu, smoke"),
+    (["--strategies", ","], "empty list"),
+    (["--seeds", ""], "empty list"),
+    (["--shots", "500"], "shots=500 is more than class 'ants' has for training"),
+    (["--shots", "-3"], "shots must be 'all' or a positive integer"),
+    (["--seeds", "0,one"], "seeds must be integers, got 'one'"),
+    (["--epochs", "x"], "--epochs must be a positive integer"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    res = cli(*TINY, "--out", str(tmp_path / "o"), *args)
+    assert res.returncode == 2
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_out_is_one_line_exit_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    res = cli(*TINY, "--out", str(blocker / "results"))
+    assert res.returncode == 2 and str(blocker) in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,108 @@
+"""Diagnostics: BatchNorm drift, per-block distance tables, L2-SP coverage and optimiser-group tables."""
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import ftlib
+from ftlib.backbones import Backbone, build_blocks
+from ftlib.diagnostics import bn_drift, bn_running_stats, block_distance_table, group_table, l2sp_coverage
+from ftlib.penalties import L2SP
+from ftlib.runs import param_groups
+from ftlib.train import frozen_batchnorms, set_train_mode
+
+
+def toy_backbone():
+    """conv + bn (block "0"/"1" -> stem) + linear head: three blocks' worth of parameters."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3))
+    return Backbone("toy", model, (0.5,) * 3, (0.5,) * 3, 8, build_blocks(model, "4"), "4", True)
+
+
+def test_bn_running_stats_is_a_detached_copy():
+    bb = toy_backbone()
+    stats = bn_running_stats(bb.model)
+    assert list(stats) == ["1"]
+    bb.model.train()(torch.randn(6, 3, 8, 8))
+    assert not torch.equal(stats["1"]["running_mean"], bb.model[1].running_mean)  # the copy did not follow
+    assert torch.equal(stats["1"]["running_mean"], torch.zeros(4))
+
+
+def test_bn_drift_equals_the_hand_computed_change():
+    bb = toy_backbone()
+    ref = bn_running_stats(bb.model)
+    with torch.no_grad():
+        bb.model[1].running_mean += torch.tensor([0.0, -0.25, 0.125, 0.0])
+        bb.model[1].running_var *= 3.0  # var starts at 1: the largest change is exactly 2
+    row = bn_drift(bb, ref).iloc[0]
+    assert (row.block, row.layer) == ("stem", "1")
+    assert row.mean_drift == 0.25 and row.var_drift == 2.0 and not row.identical
+
+
+def test_bn_drift_follows_the_train_mode_pitfall():
+    """Frozen BN stays bit-identical only when put back in eval mode (pytorch/pytorch#86590)."""
+    for policy, moves in (("frozen", False), ("train", True)):
+        bb = toy_backbone()
+        for p in bb.model[:2].parameters():
+            p.requires_grad_(False)
+        ref = bn_running_stats(bb.model)
+        set_train_mode(bb.model, frozen_batchnorms(bb.model), policy)
+        bb.model(torch.randn(6, 3, 8, 8))
+        drift = bn_drift(bb, ref)
+        assert drift.identical.tolist() == [not moves]
+        assert not drift.trainable.any()
+        assert (drift.mean_drift.iloc[0] > 0) == moves
+
+
+def test_bn_drift_on_a_plain_module_has_no_block():
+    model = nn.Sequential(nn.BatchNorm1d(2))
+    drift = bn_drift(model, bn_running_stats(model))
+    assert drift.block.tolist() == [""] and drift.identical.all() and drift.mean_drift.iloc[0] == 0.0
+
+
+def test_block_distance_table_averages_seeds_per_label():
+    df = pd.DataFrame({"run_id": ["a", "b", "c"], "strategy_label": ["full", "full", "l2sp"]})
+    side = {"a": {"block_distance": {"stem": 0.1, "blocks.0": 0.4, "head": 2.0}},
+            "b": {"block_distance": {"stem": 0.3, "blocks.0": 0.2, "head": 1.0}},
+            "c": {"block_distance": {"stem": 0.05, "blocks.0": 0.1, "head": 1.5}}}
+    table = block_distance_table(df, side)
+    assert list(table.index) == ["stem", "blocks.0", "head"] and list(table.columns) == ["full", "l2sp"]
+    assert table.loc["stem", "full"] == pytest.approx(0.2)
+    assert table.loc["blocks.0", "full"] == pytest.approx(0.3)
+    assert table.loc["head", "l2sp"] == pytest.approx(1.5)
+
+
+def test_block_distance_table_missing_sidecar_gives_nan():
+    df = pd.DataFrame({"run_id": ["a", "z"], "strategy_label": ["full", "l2sp"]})
+    table = block_distance_table(df, {"a": {"block_distance": {"stem": 0.1}}})
+    assert table.loc["stem", "full"] == pytest.approx(0.1) and math.isnan(table.loc["stem", "l2sp"])
+
+
+def test_l2sp_coverage_counts_kernels_only_by_default():
+    bb = toy_backbone()
+    table = l2sp_coverage(bb, L2SP.for_backbone(bb, 0.1, 0.01))
+    # stem: conv kernel 4*3*3*3 = 108 pulled to w0; conv bias 4 + bn gamma/beta 8 free
+    assert table.loc["stem"].to_dict() == {"to_w0": 1, "to_zero": 0, "free": 3, "to_w0_params": 108,
+                                           "to_zero_params": 0, "free_params": 12}
+    # head: weight 3*4 = 12 under plain L2, bias 3 free
+    assert table.loc["head", "to_zero_params"] == 12 and table.loc["head", "free_params"] == 3
+    everything = l2sp_coverage(bb, L2SP.for_backbone(bb, 0.1, 0.01, include_bn_bias=True))
+    assert everything.free.sum() == 0
+    assert everything[["to_w0_params", "to_zero_params"]].values.sum() == sum(
+        p.numel() for p in bb.model.parameters())
+
+
+def test_group_table_shows_no_decay_on_penalised_parameters():
+    bb = toy_backbone()
+    strategy = ftlib.l2sp(alpha=0.1, beta=0.01)
+    pen = L2SP.for_backbone(bb, strategy.alpha, strategy.beta)
+    table = group_table(param_groups(bb, strategy, 0.01, pen), pen)
+    assert table.params.sum() == sum(p.numel() for p in bb.model.parameters())
+    assert table.penalised.sum() == 2  # conv kernel and head weight
+    assert (table.weight_decay == 0).all()
+    full = group_table(param_groups(bb, ftlib.full(), 0.01))
+    assert (full.penalised == 0).all()
+    assert set(full.loc[full.weight_decay > 0, "name"]) == {"body", "head"}  # kernels decay towards 0

@@ -1,0 +1,37 @@
+"""``python -m ftlib speed --tiny``: the side-by-side benchmark runs end to end (plumbing only, no timed assertions)."""
+import json
+import os
+import subprocess
+import sys
+
+KEYS = ("fit_vs_tutorial", "probe_vs_sgd_head", "partial1_vs_full", "eval_vs_naive")
+
+
+def test_speed_tiny_writes_json_and_markdown(tmp_path):
+    # one thread: on a busy shared CPU, two OpenMP threads per process can stall each other many-fold
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "ftlib", "speed", "--tiny", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "speed.json").read_text())
+    assert set(result) == {*KEYS, "details"}
+    for key in KEYS:
+        assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
+    details = result["details"]
+    assert details["tiny"] is True and details["machine"]["cores"] >= 1
+    assert details["gpu"] is not None or details["gpu_note"]
+    assert "fit_vs_tutorial" in proc.stdout  # the table is printed
+    md = (tmp_path / "speed.md").read_text()
+    assert "What each baseline does" in md and "| eval_vs_naive |" in md
+
+
+def test_baseline_reads_the_files_behind_the_split():
+    from ftlib.datasets import load_dataset
+    from ftlib.tutorial import split_files
+
+    ds = load_dataset("hymenoptera", shots=3, seed=1, resolution=64, max_test_per_class=5)
+    paths, labels = split_files(ds, "train")
+    assert len(paths) == len(ds.train) == 6 and labels == ds.train.labels.tolist()
+    assert all(p.parent.name == ds.classes[y] and p.parent.parent.name == "train" for p, y in zip(paths, labels))
+    test_paths, _ = split_files(ds, "test")
+    assert all(p.parent.parent.name == "val" for p in test_paths)  # the tutorial's val/ is ftlib's test
