@@ -1,0 +1,54 @@
+"""The README's headline numbers are the committed store's, recomputed, never typed by hand."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ftlib.bench import grid
+from ftlib.headline import headline
+from ftlib.paths import REPO_ROOT
+from ftlib.store import ResultStore
+
+RESULTS = REPO_ROOT / "results"
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _block(name):
+    m = re.search(rf"<!-- {name} -->\n(.*?)<!-- /{name} -->", README, re.S)
+    assert m, f"README lacks the {name} block"
+    return m.group(1)
+
+
+@pytest.fixture(scope="module")
+def store():
+    if not (RESULTS / "results.csv").exists():
+        pytest.skip("no committed results/ store")
+    return ResultStore(RESULTS)
+
+
+def test_results_hold_three_ok_seeds_for_every_cell_of_the_main_grid(store):
+    df = store.frame()
+    ids = {c.run_id(): c for c in grid("cpu")}
+    main = df[df.run_id.isin(ids)]
+    assert set(main.run_id) == set(ids), f"{len(set(ids) - set(main.run_id))} main-grid runs missing"
+    assert (main.status == "ok").all()
+    seeds = main.groupby(["dataset", "shots", "strategy_label"]).seed.nunique()
+    assert (seeds >= 3).all()
+
+
+def test_readme_blocks_equal_what_the_store_gives_now(store, tmp_path):
+    blocks = headline(RESULTS)
+    assert _block("headline") == blocks["headline"]
+    assert _block("literature") == blocks["literature"]
+
+
+def test_a_readme_cell_equals_numpy_over_the_seeds(store):
+    df = store.frame()
+    df = df[df.run_id.isin({c.run_id() for c in grid("cpu")})]
+    sub = df[(df.dataset == "hymenoptera") & (df.shots.astype(str) == "all") & (df.strategy == "full")]
+    acc = sub.test_acc.to_numpy(float)
+    cell = f"{acc.mean():.3f} ± {acc.std(ddof=1):.3f}"
+    section = _block("headline").split("### hymenoptera, shots=all")[1].split("###")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| full |"))
+    assert cell in row
