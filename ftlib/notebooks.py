@@ -11,16 +11,22 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 
 
 def strip(nb) -> None:
-    """Drop execution counts and volatile metadata so diffs show only content changes."""
+    """Renumber execution counts 1..n and drop volatile metadata so diffs show only content changes.
+
+    Counts are renumbered, not removed: nbval refuses a reference cell that has outputs but
+    no execution count ("Unrun reference cell has outputs").
+    """
     nb.metadata.pop("widgets", None)
     nb.metadata.get("language_info", {}).pop("version", None)
+    count = 0
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code":
-            cell.execution_count = None
+            count += 1
+            cell.execution_count = count
             for out in cell.outputs:
                 if "execution_count" in out:
-                    out["execution_count"] = None
+                    out["execution_count"] = count
                 out.get("metadata", {}).pop("execution", None)
 
 

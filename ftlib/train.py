@@ -10,12 +10,16 @@ import math
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to text bars, with a warning
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 from .transforms import prepare
 
