@@ -55,7 +55,9 @@ def bn_drift(model, reference: dict) -> pd.DataFrame:
     Returns:
         One row per BatchNorm layer: ``block``, ``layer``, ``trainable`` (any of its
         parameters requires grad), ``mean_drift`` and ``var_drift`` (largest absolute
-        change of the running mean / variance) and ``identical`` (both bit-identical).
+        change of the running mean / variance), ``mean_shift`` (largest change of the mean
+        in units of the reference standard deviation, comparable across layers) and
+        ``identical`` (both bit-identical).
 
     Example:
         >>> bn = nn.Sequential(nn.BatchNorm1d(2))
@@ -74,14 +76,17 @@ def bn_drift(model, reference: dict) -> pd.DataFrame:
         if name not in reference:
             continue
         now, ref = {s: getattr(m, s).detach() for s in STATS}, reference[name]
+        shift = (now["running_mean"].float() - ref["running_mean"].float()).abs()
         rows.append({
             "block": block_of.get(id(m), ""), "layer": name,
             "trainable": any(p.requires_grad for p in m.parameters(recurse=False)),
-            "mean_drift": float((now["running_mean"].float() - ref["running_mean"].float()).abs().max()),
+            "mean_drift": float(shift.max()),
             "var_drift": float((now["running_var"].float() - ref["running_var"].float()).abs().max()),
+            "mean_shift": float((shift / (ref["running_var"].float() + m.eps).sqrt()).max()),
             "identical": all(torch.equal(now[s], ref[s]) for s in STATS),
         })
-    return pd.DataFrame(rows, columns=["block", "layer", "trainable", "mean_drift", "var_drift", "identical"])
+    return pd.DataFrame(rows, columns=["block", "layer", "trainable", "mean_drift", "var_drift", "mean_shift",
+                                       "identical"])
 
 
 def block_distance_table(df: pd.DataFrame, sidecar: dict, by: str = "strategy_label") -> pd.DataFrame:

@@ -17,6 +17,7 @@ from .report import summary_table, to_markdown, write_summary
 from .store import ResultStore
 
 COLUMNS = ["test_acc", "n_seeds", "train_seconds", "trainable_params", "peak_mem_mb"]
+PLOT = "headline.png"
 
 
 def _acc(df: pd.DataFrame, dataset: str, shots, strategy: str) -> np.ndarray:
@@ -111,8 +112,7 @@ def headline(results_dir) -> dict:
     store = ResultStore(results_dir)
     df, side = store.frame(), store.sidecar()
     df = df[df.run_id.isin({c.run_id() for c in grid("cpu")})]  # the main grid only, not notebook extras
-    paths = write_summary(store.path)
-    rel = Path(paths["acc_vs_shots"]).resolve().relative_to(REPO_ROOT)
+    rel = (store.path / PLOT).resolve().relative_to(REPO_ROOT)
     meta = (f"{len(df)} runs, {df.seed.nunique()} seeds, backbone {', '.join(sorted(set(df.backbone)))}, "
             f"profile {', '.join(sorted(set(df.profile)))}, resolution per dataset "
             + ", ".join(f"{d} {r} px" for d, r in df.groupby("dataset").resolution.first().items())
@@ -124,7 +124,18 @@ def headline(results_dir) -> dict:
 
 
 def update_readme(readme=REPO_ROOT / "README.md", results_dir=REPO_ROOT / "results") -> None:
-    """Rewrite the generated blocks of the README in place."""
+    """Rewrite the generated blocks of the README in place, with the headline plot and the store's summary."""
+    import matplotlib.pyplot as plt
+
+    from .bench import grid
+    from .report import plot_acc_vs_shots
+
+    store = ResultStore(results_dir)
+    df = store.frame()
+    fig = plot_acc_vs_shots(df[df.run_id.isin({c.run_id() for c in grid("cpu")})])
+    fig.savefig(store.path / PLOT, dpi=110)
+    plt.close(fig)
+    write_summary(store.path)
     text = Path(readme).read_text(encoding="utf-8")
     for name, block in headline(results_dir).items():
         pattern = re.compile(rf"(<!-- {name} -->\n).*?(<!-- /{name} -->)", re.S)

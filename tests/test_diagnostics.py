@@ -40,6 +40,18 @@ def test_bn_drift_equals_the_hand_computed_change():
     row = bn_drift(bb, ref).iloc[0]
     assert (row.block, row.layer) == ("stem", "1")
     assert row.mean_drift == 0.25 and row.var_drift == 2.0 and not row.identical
+    assert row.mean_shift == pytest.approx(0.25 / math.sqrt(1 + bb.model[1].eps))  # in reference std units
+
+
+def test_bn_drift_mean_shift_is_in_reference_std_units():
+    bn = nn.Sequential(nn.BatchNorm1d(2, eps=0.0))
+    with torch.no_grad():
+        bn[0].running_var.copy_(torch.tensor([4.0, 100.0]))
+    ref = bn_running_stats(bn)
+    with torch.no_grad():
+        bn[0].running_mean += torch.tensor([1.0, 5.0])  # 1/2 = 0.5 and 5/10 = 0.5 std: equal shifts
+    row = bn_drift(bn, ref).iloc[0]
+    assert row.mean_drift == 5.0 and row.mean_shift == pytest.approx(0.5) and row.var_drift == 0.0
 
 
 def test_bn_drift_follows_the_train_mode_pitfall():
