@@ -32,13 +32,9 @@ def _seeds(text: str) -> list:
 
 def _positive(name):
     def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise FtlibError(f"{name} must be a positive integer, got {text!r}") from None
-        if v < 1:
-            raise FtlibError(f"{name} must be a positive integer, got {text!r}")
-        return v
+        if not text.strip().isdigit() or int(text) < 1:  # argparse reports ArgumentTypeError's own words
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}")
+        return int(text)
     return parse
 
 
@@ -76,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 def bench_main(args) -> int:
     from .bench import bench, default_out, grid, report
 
-    configs = grid(args.profile, datasets=_list(args.dataset) if args.dataset else None, backbone=args.backbone,
-                   strategies=_list(args.strategies), shots=_list(args.shots) if args.shots else None,
-                   seeds=_seeds(args.seeds) if args.seeds else None, resolution=args.resolution, epochs=args.epochs)
+    def given(value, parse):  # an empty value is an error, not "use the default"
+        return None if value is None else parse(value)
+
+    configs = grid(args.profile, datasets=given(args.dataset, _list), backbone=args.backbone,
+                   strategies=_list(args.strategies), shots=given(args.shots, _list),
+                   seeds=given(args.seeds, _seeds), resolution=args.resolution, epochs=args.epochs)
     store = bench(configs, args.out or default_out(args.profile), progress=not args.quiet)
     report(store)
     return 0
