@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from .backbones import Backbone
+from .train import BN_TYPES
 
-BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 STATS = ("running_mean", "running_var")
 
 
