@@ -1,4 +1,4 @@
-"""Command line: ``python -m ftlib bench | speed | notebooks``. Bad input: one line, exit code 2."""
+"""Command line: ``python -m ftlib bench | speed | readme | compare | notebooks``. Bad input: one line, exit code 2."""
 from __future__ import annotations
 
 import argparse
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tiny", action="store_true", help="seconds-long plumbing check (used by the tests)")
     s.add_argument("--out", default=".", help="directory for speed.json and speed.md")
     sub.add_parser("readme", help="regenerate README's headline and literature blocks from results/")
+    c = sub.add_parser("compare", help="main-grid test accuracy of two results stores, cell by cell, vs seed noise")
+    c.add_argument("reference", help="results directory, e.g. results")
+    c.add_argument("rerun", help="results directory, e.g. data/results/cpu")
     n = sub.add_parser("notebooks", help="re-execute notebooks/*.ipynb in place (FTLIB_PROFILE, default cpu)")
     n.add_argument("names", nargs="*", help="notebook files (default: all)")
     return p
@@ -95,6 +98,13 @@ def main(argv=None) -> int:
         if args.command == "readme":
             from .headline import update_readme
             update_readme()
+            return 0
+        if args.command == "compare":
+            from .headline import compare_stores
+            t = compare_stores(args.reference, args.rerun)
+            print(t.round(3).to_string())
+            print(f"cells within 2 standard errors: {int(t.within_2se.sum())}/{len(t)}; "
+                  f"largest |diff| {t['diff'].abs().max():.3f}")
             return 0
         if args.command == "notebooks":
             from .notebooks import execute_all

@@ -63,20 +63,13 @@ def _as_uint8(images, resolution: int) -> torch.Tensor:
     """Paths, PIL images, or a uint8 ``[N, C, H, W]`` tensor -> uint8 batch at ``resolution``."""
     if isinstance(images, torch.Tensor):
         return images if images.ndim == 4 else images[None]
-    from .sources import _decode
+    from .sources import _decode, center_crop
 
     out = []
     for im in images:
-        if isinstance(im, Image.Image):
-            tmp = im.convert("RGB")
-            s = resolution / min(tmp.size)
-            tmp = tmp.resize((max(resolution, round(tmp.width * s)), max(resolution, round(tmp.height * s))))
-            left, top = (tmp.width - resolution) // 2, (tmp.height - resolution) // 2
-            arr = np.array(tmp.crop((left, top, left + resolution, top + resolution)), dtype=np.uint8)
-        else:
-            arr = _decode(Path(im), resolution)
-            if arr is None:
-                raise FtlibError(f"cannot read image {im}")
+        arr = center_crop(im, resolution) if isinstance(im, Image.Image) else _decode(Path(im), resolution)
+        if arr is None:
+            raise FtlibError(f"cannot read image {im}")
         out.append(torch.from_numpy(np.array(arr)).permute(2, 0, 1))  # a writable copy
     return torch.stack(out)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import FtlibError
 from .paths import REPO_ROOT
 from .report import summary_table, to_markdown, write_summary
 from .store import ResultStore
@@ -132,10 +133,11 @@ def update_readme(readme=REPO_ROOT / "README.md", results_dir=REPO_ROOT / "resul
 
     store = ResultStore(results_dir)
     df = store.frame()
-    fig = plot_acc_vs_shots(df[df.run_id.isin({c.run_id() for c in grid("cpu")})])
+    main = {c.run_id() for c in grid("cpu")}  # the main grid only, not notebook extras
+    fig = plot_acc_vs_shots(df[df.run_id.isin(main)])
     fig.savefig(store.path / PLOT, dpi=110)
     plt.close(fig)
-    write_summary(store.path)
+    write_summary(store.path, run_ids=main)
     text = Path(readme).read_text(encoding="utf-8")
     for name, block in headline(results_dir).items():
         pattern = re.compile(rf"(<!-- {name} -->\n).*?(<!-- /{name} -->)", re.S)
@@ -143,3 +145,32 @@ def update_readme(readme=REPO_ROOT / "README.md", results_dir=REPO_ROOT / "resul
             raise ValueError(f"README has no <!-- {name} --> ... <!-- /{name} --> block")
         text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
     Path(readme).write_text(text, encoding="utf-8")
+
+
+def compare_stores(reference, rerun) -> pd.DataFrame:
+    """Main-grid test accuracy of two stores side by side: is a rerun within seed noise of the reference?
+
+    Per cell: both means and stds, their difference, the standard error of that difference
+    (sqrt((s1² + s2²) / n), n = seeds) and whether |difference| <= 2 standard errors.
+
+    Example:
+        >>> compare_stores("results", "data/results/cpu")  # doctest: +SKIP
+    """
+    from .bench import grid
+
+    ids = {c.run_id() for c in grid("cpu")}
+    keys = ["dataset", "shots", "strategy_label"]
+    stats = []
+    for path in (reference, rerun):
+        if not (Path(path) / "results.csv").exists():
+            raise FtlibError(f"no results store at {path} (a directory with results.csv, written by python -m ftlib bench)")
+        df = ResultStore(path).frame()
+        df = df[df.run_id.isin(ids) & (df.status == "ok")] if len(df) else df
+        stats.append(df.groupby(keys).test_acc.agg(["mean", "std", "count"]) if len(df) else None)
+    if any(s is None for s in stats):
+        raise FtlibError("both stores need finished main-grid runs (python -m ftlib bench --profile cpu)")
+    t = stats[0].join(stats[1], how="inner", suffixes=("_reference", "_rerun"))
+    t["diff"] = t.mean_rerun - t.mean_reference
+    t["se_diff"] = np.sqrt(t.std_reference ** 2 / t.count_reference + t.std_rerun ** 2 / t.count_rerun)
+    t["within_2se"] = t["diff"].abs() <= 2 * t.se_diff + 1e-9
+    return t.drop(columns=["count_reference", "count_rerun"])

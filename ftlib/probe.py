@@ -19,14 +19,15 @@ from sklearn.linear_model import LogisticRegression
 
 from .paths import cache_dir
 from .transforms import prepare
-from .train import autocast, device_of
+from .fuse import fold_batchnorm
+from .train import EVAL_BATCH, autocast, device_of
 
 
 PROBE_SOLVER = "standardised-lbfgs-v1"  # part of the memo key: bump when the solver changes
 
 
 @torch.inference_mode()
-def extract_features(bb, split, batch_size: int = 128, cache: bool = True, amp: bool = True) -> torch.Tensor:
+def extract_features(bb, split, batch_size: int = EVAL_BATCH, cache: bool = True, amp: bool = True) -> torch.Tensor:
     """Penultimate features (the head's input) for every image of ``split``: ``[N, D]`` float32.
 
     Cached on disk per backbone and decoded dataset, image by image, so every seed, shot
@@ -37,8 +38,10 @@ def extract_features(bb, split, batch_size: int = 128, cache: bool = True, amp: 
     """
     path = None
     if cache and bb.pretrained and split.source:
-        # the key includes a checksum of the weights: features of a fine-tuned model never hit the cache
-        weights = sum(float(p.detach().double().abs().sum()) for p in bb.model.parameters())
+        # the key includes a checksum of the body's weights: features of a fine-tuned body never hit the
+        # cache, while a new head (each seed draws one) does not change the features, so it is left out
+        head = {id(p) for p in bb.head.parameters()}
+        weights = sum(float(p.detach().double().abs().sum()) for p in bb.model.parameters() if id(p) not in head)
         tag = hashlib.sha1(f"{bb.name}|{split.source}|{weights:.6e}".encode()).hexdigest()[:16]
         path = cache_dir("cache", "features") / f"{bb.name.replace('/', '_')}-{tag}.pt"
     store = torch.load(path, weights_only=True) if path is not None and path.exists() else {}
@@ -57,18 +60,14 @@ def extract_features(bb, split, batch_size: int = 128, cache: bool = True, amp: 
 
 
 def _features(bb, images, resolution, batch_size, amp):
-    model = bb.model
-    model.eval()
+    model = fold_batchnorm(bb.model, min(resolution, 64)).to(memory_format=torch.channels_last)  # a copy
     captured = []
-    hook = bb.head.register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().cpu()))
+    model.get_submodule(bb.head_name).register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().cpu()))
     dev = device_of(model)
-    try:
-        for i in range(0, len(images), batch_size):
-            x = prepare(images[i: i + batch_size], resolution, bb.mean, bb.std, device=dev)
-            with autocast(dev, amp):
-                model(x)
-    finally:
-        hook.remove()
+    for i in range(0, len(images), batch_size):
+        x = prepare(images[i: i + batch_size], resolution, bb.mean, bb.std, device=dev)
+        with autocast(dev, amp):
+            model(x)
     return torch.cat(captured)
 
 

@@ -310,8 +310,10 @@ def plot_learning_curves(df: pd.DataFrame, sidecar: dict, ax=None, max_panels: i
     return fig
 
 
-def write_summary(store_dir) -> dict:
+def write_summary(store_dir, run_ids=None) -> dict:
     """Write ``summary.md`` and the four PNG plots of a results directory into it.
+
+    ``run_ids`` restricts them to those runs (the README's store also holds notebook runs).
 
     Returns:
         ``{"summary": path, "acc_vs_shots": path, ...}`` for every file written.
@@ -322,6 +324,9 @@ def write_summary(store_dir) -> dict:
     """
     store = ResultStore(store_dir)
     df, sidecar = store.frame(), store.sidecar()
+    if run_ids is not None and len(df):
+        df = df[df.run_id.isin(set(run_ids))].reset_index(drop=True)
+        sidecar = {k: v for k, v in sidecar.items() if k in set(run_ids)}
     figures = {
         "acc_vs_shots": plot_acc_vs_shots(df),
         "acc_vs_time": plot_acc_vs_time(df).figure,

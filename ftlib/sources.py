@@ -71,19 +71,23 @@ class FolderSource:
         return images, labels, classes, np.array([items[i][2] for i in keep])
 
 
+def center_crop(im: Image.Image, resolution: int) -> np.ndarray:
+    """The one preprocessing of a stored image: RGB, shorter side resized to ``resolution``, centre crop."""
+    im = im.convert("RGB")
+    w, h = im.size
+    s = resolution / min(w, h)
+    im = im.resize((max(resolution, round(w * s)), max(resolution, round(h * s))), Image.BILINEAR, reducing_gap=3.0)
+    w, h = im.size
+    left, top = (w - resolution) // 2, (h - resolution) // 2
+    return np.asarray(im.crop((left, top, left + resolution, top + resolution)), dtype=np.uint8)
+
+
 def _decode(path: Path, resolution: int):
-    """Decode one file: shorter side resized to ``resolution`` then centre-cropped; None if unreadable."""
+    """Decode one file with ``center_crop``; None if unreadable."""
     try:
         with Image.open(path) as im:
             im.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale, much faster
-            im = im.convert("RGB")
-            w, h = im.size
-            s = resolution / min(w, h)
-            im = im.resize((max(resolution, round(w * s)), max(resolution, round(h * s))), Image.BILINEAR,
-                           reducing_gap=3.0)
-            w, h = im.size
-            left, top = (w - resolution) // 2, (h - resolution) // 2
-            return np.asarray(im.crop((left, top, left + resolution, top + resolution)), dtype=np.uint8)
+            return center_crop(im, resolution)
     except Exception:
         return None
 

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import platform
@@ -92,7 +91,8 @@ def machine() -> dict:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     return {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu_model": cpu,
             "torch_version": str(torch.__version__), "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg_1_5_15min": os.getloadavg()}
+            "platform": platform.platform(), "loadavg_1_5_15min": os.getloadavg(),
+            "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}}
 
 
 def gpu_throughput(tiny: bool) -> tuple:
@@ -176,13 +176,12 @@ def measure(tiny: bool) -> dict:
         f"probe {secs:.1f} s (test {d['probe_test_acc']:.3f})")
 
     log("4/4 evaluation on the test split (the probe's model), naive vs ftlib.evaluate")
-    fast = copy.deepcopy(bb.model).to(memory_format=torch.channels_last)  # the format fit leaves a model in
     naive_s, fast_s = [], []
     for _ in range(EVAL_REPEATS):
         secs, d["naive_eval_acc"] = naive_eval(bb.model, *files["test"], res, bb.mean, bb.std)
         naive_s.append(secs)
         start = time.perf_counter()
-        d["ftlib_eval_acc"] = evaluate(fast, ds.test, bb.mean, bb.std, batch_size=128)
+        d["ftlib_eval_acc"] = evaluate(bb.model, ds.test, bb.mean, bb.std)  # folds BN on a copy: timed too
         fast_s.append(time.perf_counter() - start)
     for side, times in (("naive", naive_s), ("ftlib", fast_s)):
         d.update({f"{side}_eval_seconds": statistics.median(times), f"{side}_eval_seconds_all": times,
@@ -262,7 +261,8 @@ NCHW tensors, with `loss.item()` and a correct-count `.item()` every step, SGD m
 - **partial1_vs_full**: `ftlib.fit` with `partial(k=1)` (only {' + '.join(d['partial1_blocks'])} train) vs
   `full()`, same data, epochs and batch; ratio of wall times (fastest of each).
 - **eval_vs_naive**: the tutorial's val loop (PIL + `DataLoader`, NCHW, batch 32, `no_grad`) vs
-  `ftlib.evaluate` (inference mode, channels-last, cached tensors, batch 128) on the test split,
+  `ftlib.evaluate` (inference mode, channels-last, cached tensors, batch 32, BatchNorm folded into the
+  convolutions on a copy of the model by `ftlib.fuse`, the copy's cost included) on the test split,
   same weights (the probe's model); median of {EVAL_REPEATS} passes each. Accuracy: naive
   {d['naive_eval_acc']:.3f}, ftlib {d['ftlib_eval_acc']:.3f} (the two pipelines resize differently).
 
@@ -273,7 +273,9 @@ image files (the baseline reads the very files behind ftlib's split), resolution
 epochs and val set. Departures from the tutorial page, each in the baseline's favour or neutral:
 batch 32 instead of 4 (faster per image on a CPU) with the lr scaled linearly (0.001 x 32/4);
 `num_workers=0` because loader workers would share the same CPU cores as the training step;
-flush-denormal is on for both sides (`ftlib.fit` sets it process-wide). A warm-up step in both
+flush-denormal is on for both sides (`ftlib.fit` sets it process-wide), and so are the allocator
+settings the process started with ({m['malloc_env']}; `./run` keeps freed memory in glibc's heap, which
+speeds up both sides alike). A warm-up step in both
 memory formats runs before any timing. Not charged to ftlib: the one-off decode of the dataset
 ({d['ftlib_decode_seconds']:.1f} s, cached on disk and shared by every later run); counting it anyway gives
 fit_vs_tutorial {d['fit_vs_tutorial_incl_decode']:.2f} and probe_vs_sgd_head {d['probe_vs_sgd_head_incl_decode']:.1f}.

@@ -246,6 +246,24 @@ def test_set_train_mode_keeps_frozen_batchnorm_in_eval():
     assert model.training and model[3].training and not model[1].training
     set_train_mode(model, frozen, "train")
     assert model[1].training
+    set_train_mode(model, [], "eval")  # every BatchNorm, trainable or not
+    assert model.training and not model[1].training
+
+
+def test_bn_eval_policy_makes_training_forward_equal_the_eval_forward():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(36, 2))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    x = torch.randn(8, 3, 5, 5)
+    ref = model.eval()(x)
+    set_train_mode(model, [], "eval")
+    before = model[1].running_mean.clone()
+    out = model(x)  # a training forward: grads flow, statistics neither used from the batch nor updated
+    assert torch.equal(out, ref) and torch.equal(model[1].running_mean, before)
+    set_train_mode(model, [], "frozen")  # nothing frozen: batch statistics, so a different output
+    assert not torch.allclose(model(x), ref)
 
 
 def bn_stats(model):
@@ -491,6 +509,8 @@ def test_saved_run_reloads_and_reproduces_its_test_accuracy(partial1_run, tmp_pa
     from_file = ftlib.predict(ft, [png], top=2)[0]
     assert [n for n, _ in from_file] == [n for n, _ in out[0]]
     assert [p for _, p in from_file] == pytest.approx([p for _, p in out[0]], abs=1e-5)
+    with Image.open(png) as im:  # an opened PIL image goes through the same centre crop as its file
+        assert ftlib.predict(ft, [im], top=2)[0] == from_file
 
 
 def test_load_finetuned_missing_file_says_where(tmp_path):

@@ -52,3 +52,30 @@ def test_a_readme_cell_equals_numpy_over_the_seeds(store):
     section = _block("headline").split("### hymenoptera, shots=all")[1].split("###")[0]
     row = next(line for line in section.splitlines() if line.startswith("| full |"))
     assert cell in row
+
+
+def test_compare_stores_a_store_with_itself_is_within_noise_and_a_shift_is_not(tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from ftlib.headline import compare_stores
+
+    t = compare_stores(RESULTS, RESULTS)
+    assert len(t) == 36 and (t["diff"] == 0).all() and t.within_2se.all()
+    shifted = tmp_path / "shifted"
+    shutil.copytree(RESULTS, shifted)
+    df = pd.read_csv(shifted / "results.csv")
+    df.loc[df.strategy == "linear_probe", "test_acc"] -= 0.2  # 20 points: far outside any seed noise
+    df.to_csv(shifted / "results.csv", index=False)
+    t = compare_stores(RESULTS, shifted)
+    probe = t.xs("linear_probe", level="strategy_label")
+    assert (probe["diff"].round(6) == -0.2).all() and not probe.within_2se.any()
+    assert t.drop(index="linear_probe", level="strategy_label").within_2se.all()
+
+
+def test_compare_refuses_a_directory_without_a_store(tmp_path, capsys):
+    from ftlib.__main__ import main
+
+    assert main(["compare", str(RESULTS), str(tmp_path / "nowhere")]) == 2
+    assert "no results store at" in capsys.readouterr().err

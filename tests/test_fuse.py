@@ -1,0 +1,48 @@
+"""BatchNorm folding for inference: the folded copy gives the eval-mode model's outputs, and folds only true pairs."""
+import pytest
+import torch
+from torch import nn
+
+from ftlib.backbones import load_backbone
+from ftlib.fuse import fold_batchnorm
+
+
+def randomise_bn_stats(model):
+    """Non-trivial running statistics and affine terms, so a wrong fold cannot pass by accident."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.randn(m.num_features, generator=g))
+                m.bias.copy_(torch.randn(m.num_features, generator=g))
+
+
+@pytest.mark.parametrize("name", ["timm/tf_efficientnet_lite0", "torchvision/resnet18"])
+def test_folded_model_matches_the_eval_model(name):
+    torch.manual_seed(0)
+    model = load_backbone(name, num_classes=3, pretrained=name.startswith("timm/")).model
+    randomise_bn_stats(model)
+    model.train()
+    x = torch.randn(2, 3, 96, 96)
+    fast = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # every BN here follows a conv
+    assert model.training  # the original is untouched, mode included
+    with torch.no_grad():
+        ref = model.eval()(x)
+        torch.testing.assert_close(fast(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_only_a_batchnorm_fed_by_a_conv_is_folded():
+    torch.manual_seed(0)
+    # pre-activation: BN -> ReLU -> conv, then a conv whose output is ReLU'd before its BN
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4),
+                          nn.Conv2d(4, 5, 1), nn.BatchNorm2d(5))
+    randomise_bn_stats(model)
+    fast = fold_batchnorm(model)
+    kinds = [type(m).__name__ for m in fast]
+    assert kinds == ["BatchNorm2d", "ReLU", "Conv2d", "ReLU", "BatchNorm2d", "Conv2d", "Identity"]
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model.eval()(x), rtol=1e-5, atol=1e-5)
