@@ -6,6 +6,7 @@ is kept; a non-finite loss stops the run with status "diverged" instead of raisi
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import threading
@@ -145,11 +146,24 @@ class _PeakMemory:
         except OSError:
             return 0
 
+    @staticmethod
+    def release_free_heap() -> None:
+        """Hand memory that earlier runs freed back to the OS (glibc ``malloc_trim``).
+
+        ``./run`` keeps freed memory in the heap for speed (MALLOC_MMAP_MAX_=0); without this a
+        run would reuse it and its resident-set growth would read ~0 MB.
+        """
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc: nothing to trim
+            pass
+
     def __enter__(self):
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
         else:
+            self.release_free_heap()
             self.base = self.peak = self.rss()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()

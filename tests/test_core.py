@@ -516,3 +516,11 @@ def test_saved_run_reloads_and_reproduces_its_test_accuracy(partial1_run, tmp_pa
 def test_load_finetuned_missing_file_says_where(tmp_path):
     with pytest.raises(FtlibError, match="nowhere.pt"):
         ftlib.load_finetuned(tmp_path / "nowhere.pt")
+
+
+def test_peak_memory_of_a_second_run_is_not_hidden_by_memory_the_first_one_freed():
+    # ./run keeps freed memory in glibc's heap (MALLOC_MMAP_MAX_=0): a second run would reuse the first
+    # one's and its resident-set growth would read ~0 MB unless the meter trims the heap first
+    first = ftlib.run(tiny(ftlib.full(), seed=0), progress=False)["peak_mem_mb"]
+    second = ftlib.run(tiny(ftlib.full(), seed=1), progress=False)["peak_mem_mb"]
+    assert first > 5 and second > 0.5 * first, (first, second)
