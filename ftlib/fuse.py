@@ -56,11 +56,23 @@ def _affine_to_act(bn: nn.BatchNorm2d) -> nn.Module:
 
 
 def fold_batchnorm(model: nn.Module, resolution: int = 32) -> nn.Module:
-    """An eval-mode copy of ``model`` with every conv -> BatchNorm pair folded into the conv."""
+    """An eval-mode copy of ``model`` with every conv -> BatchNorm pair folded into the conv.
+
+    ``resolution``: side of the one image the pairs are traced with (use the size the model will
+    see: some models accept only their own input size). A model without BatchNorm, or one that
+    cannot run that image, comes back unfolded: same outputs, only not faster.
+    """
     model = copy.deepcopy(model).eval()
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return model
     p = next(model.parameters())
-    sample = torch.zeros(1, 3, resolution, resolution, device=p.device, dtype=p.dtype)
-    for parent, name, conv, bn in conv_bn_pairs(model, sample):
+    sample = torch.zeros(1, first.in_channels, resolution, resolution, device=p.device, dtype=p.dtype)
+    try:
+        pairs = conv_bn_pairs(model, sample)
+    except (RuntimeError, ValueError, AssertionError):  # e.g. a fixed input size: evaluate unfolded
+        return model
+    for parent, name, conv, bn in pairs:
         with torch.no_grad():
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else \
                 torch.rsqrt(bn.running_var + bn.eps)

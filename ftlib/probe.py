@@ -60,7 +60,7 @@ def extract_features(bb, split, batch_size: int = EVAL_BATCH, cache: bool = True
 
 
 def _features(bb, images, resolution, batch_size, amp):
-    model = fold_batchnorm(bb.model, min(resolution, 64)).to(memory_format=torch.channels_last)  # a copy
+    model = fold_batchnorm(bb.model, resolution).to(memory_format=torch.channels_last)  # a copy
     captured = []
     model.get_submodule(bb.head_name).register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().cpu()))
     dev = device_of(model)

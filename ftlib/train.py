@@ -90,7 +90,7 @@ def predict_logits(model: nn.Module, split, mean, std, batch_size: int | None = 
         return torch.zeros(0)
     dev = device_of(model)
     batch_size = batch_size or (EVAL_BATCH if dev.type == "cpu" else 256)
-    fast = fold_batchnorm(model, min(split.resolution, 64))
+    fast = fold_batchnorm(model, split.resolution)
     if channels_last:
         fast.to(memory_format=torch.channels_last)
     out = []

@@ -46,3 +46,29 @@ def test_only_a_batchnorm_fed_by_a_conv_is_folded():
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), model.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_without_batchnorm_or_that_refuses_the_sample_comes_back_unfolded():
+    torch.manual_seed(0)
+
+    class FixedSize(nn.Module):  # like a ViT without dynamic image size: only its own input size runs
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            assert x.shape[-1] == 8, "fixed input size"
+            return self.bn(self.conv(x))
+
+    model = FixedSize()
+    randomise_bn_stats(model)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        same = fold_batchnorm(model, resolution=16)  # cannot trace at 16 px: unfolded, still correct
+        assert isinstance(same.bn, nn.BatchNorm2d)
+        torch.testing.assert_close(same(x), model.eval()(x))
+        folded = fold_batchnorm(model, resolution=8)
+        assert not isinstance(folded.bn, nn.BatchNorm2d)
+        torch.testing.assert_close(folded(x), model.eval()(x), rtol=1e-5, atol=1e-5)
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    assert isinstance(fold_batchnorm(plain)[0], nn.Conv2d)
