@@ -325,8 +325,9 @@ def write_summary(store_dir, run_ids=None) -> dict:
     store = ResultStore(store_dir)
     df, sidecar = store.frame(), store.sidecar()
     if run_ids is not None and len(df):
-        df = df[df.run_id.isin(set(run_ids))].reset_index(drop=True)
-        sidecar = {k: v for k, v in sidecar.items() if k in set(run_ids)}
+        keep = set(run_ids)
+        df = df[df.run_id.isin(keep)].reset_index(drop=True)
+        sidecar = {k: v for k, v in sidecar.items() if k in keep}
     figures = {
         "acc_vs_shots": plot_acc_vs_shots(df),
         "acc_vs_time": plot_acc_vs_time(df).figure,
