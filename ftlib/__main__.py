@@ -58,11 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", default=None, type=_positive("--epochs"),
                    help="fixed epochs (default: the profile's image-budget rule)")
     b.add_argument("--out", default=None, help="results directory (default: data/results/<profile>)")
+    b.add_argument("--jobs", default=1, type=_positive("--jobs"),
+                   help="worker processes running runs side by side, torch's threads split between them "
+                        "(README, Cost and speed: 1.10x on 2 cores)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     s = sub.add_parser("speed", help="side-by-side speed benchmark (writes speed.json and speed.md)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--tiny", action="store_true", help="seconds-long plumbing check (used by the tests)")
     s.add_argument("--out", default=".", help="directory for speed.json and speed.md")
+    s.add_argument("--gpu", action="store_true", help="only the GPU item (needs CUDA): speed-gpu.json and speed-gpu.md")
     sub.add_parser("readme", help="regenerate README's headline and literature blocks from results/")
     c = sub.add_parser("compare", help="main-grid test accuracy of two results stores, cell by cell, vs seed noise")
     c.add_argument("reference", help="results directory, e.g. results")
@@ -81,7 +85,8 @@ def bench_main(args) -> int:
     configs = grid(args.profile, datasets=given(args.dataset, _list), backbone=args.backbone,
                    strategies=_list(args.strategies), shots=given(args.shots, _list),
                    seeds=given(args.seeds, _seeds), resolution=args.resolution, epochs=args.epochs)
-    store = bench(configs, args.out or default_out(args.profile), progress=not args.quiet)
+    store = bench(configs, args.out or default_out(args.profile), progress=not args.quiet,
+                  jobs=args.jobs)
     report(store)
     return 0
 
@@ -94,7 +99,7 @@ def main(argv=None) -> int:
             return bench_main(args)
         if args.command == "speed":
             from .speed import main as speed_main
-            return speed_main(tiny=args.tiny, out=args.out)
+            return speed_main(tiny=args.tiny, out=args.out, gpu_only=args.gpu)
         if args.command == "readme":
             from .headline import update_readme
             update_readme()

@@ -10,6 +10,7 @@ from PIL import Image
 
 from .backbones import load_backbone
 from .errors import FtlibError
+from .paths import atomic_save
 from .train import predict_logits
 
 
@@ -40,9 +41,7 @@ def save_finetuned(path, bb, classes, resolution: int, meta: dict | None = None)
     blob = {"backbone": bb.name, "classes": list(classes), "resolution": int(resolution),
             "mean": list(bb.mean), "std": list(bb.std), "meta": plain,
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in bb.model.state_dict().items()}}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    atomic_save(blob, path)
     return path
 
 

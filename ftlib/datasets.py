@@ -15,6 +15,7 @@ import torch
 
 from . import sources
 from .errors import FtlibError, unknown
+from .paths import atomic_save
 from .splits import split_indices
 from .transforms import to_float
 
@@ -98,12 +99,15 @@ def decode(name: str, resolution: int) -> Decoded:
     else:
         images, labels, classes, role = src.read(resolution)
         blob = {"images": images, "labels": labels, "classes": classes, "role": role}
-        tmp = path.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        tmp.replace(path)
+        atomic_save(blob, path)
     dec = Decoded(blob["images"], blob["labels"], list(blob["classes"]), np.asarray(blob["role"]), src.fingerprint)
     _MEMORY[key] = dec
     return dec
+
+
+def clear_memory() -> None:
+    """Forget the decoded datasets this process holds (the disk cache stays)."""
+    _MEMORY.clear()
 
 
 def load_dataset(name: str, shots="all", seed: int = 0, resolution: int | None = None,

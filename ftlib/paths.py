@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,3 +33,22 @@ def mirrors() -> list[Path]:
     if shared.is_dir():
         found.append(shared)
     return found
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a unique temporary file beside ``path``, then rename it into place.
+
+    Readers see the old file or the new one, never half of one, and two processes writing the
+    same cache entry at once (``bench --jobs``) each rename a complete file of their own.
+    """
+    import torch
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

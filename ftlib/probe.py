@@ -17,7 +17,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from .paths import cache_dir
+from .paths import atomic_save, cache_dir
 from .transforms import prepare
 from .fuse import fold_batchnorm
 from .train import EVAL_BATCH, autocast, device_of
@@ -53,9 +53,7 @@ def extract_features(bb, split, batch_size: int = EVAL_BATCH, cache: bool = True
             known[int(split.indices[j])] = f
         if path is not None:
             index = torch.tensor(sorted(known))
-            tmp = path.with_suffix(".tmp")
-            torch.save({"index": index, "feats": torch.stack([known[int(i)] for i in index])}, tmp)
-            tmp.replace(path)
+            atomic_save({"index": index, "feats": torch.stack([known[int(i)] for i in index])}, path)
     return torch.stack([known[int(i)] for i in split.indices]) if len(split) else torch.zeros(0)
 
 
@@ -110,7 +108,7 @@ def fit_logistic(train_x, train_y, val_x, val_y, c_grid, num_classes: int):
         missing = np.setdiff1d(np.arange(num_classes), seen)
         bias[missing] = -1e4  # a class absent from train can never be predicted
     weight, bias = torch.tensor(weight, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32)
-    torch.save({"weight": weight, "bias": bias, "path": rows}, memo)
+    atomic_save({"weight": weight, "bias": bias, "path": rows}, memo)
     return weight, bias, pd.DataFrame(rows)
 
 

@@ -139,6 +139,7 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
         "status": status, "val_acc": val_acc, "test_acc": test_acc, "train_seconds": train_seconds,
         "trainable_params": sum(p.numel() for _, p, _ in trainable), "peak_mem_mb": mem,
         "ftlib_version": __version__, "torch_version": str(torch.__version__), "device": _device_name(model),
+        "torch_threads": torch.get_num_threads(),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "curves": curves, "block_distance": block_distances(bb, w0),
     }

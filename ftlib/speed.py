@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -29,6 +30,7 @@ import torch
 from . import hyper, sources
 from .backbones import load_backbone
 from .datasets import load_dataset
+from .errors import FtlibError
 from .probe import linear_probe
 from .profiles import get_profile
 from .runs import param_groups
@@ -61,20 +63,26 @@ def build(num_classes: int, name: str = BACKBONE, pretrained: bool = True, devic
     return bb
 
 
-def ftlib_fit(bb, ds, strategy, epochs: int, amp: bool = True, channels_last: bool = True) -> tuple:
-    """``ftlib.fit`` as ``ftlib.run`` calls it; returns ``(seconds, train images seen, history)``."""
+def ftlib_fit(bb, ds, strategy, epochs: int, amp: bool = True, channels_last: bool = True, batch: int = BATCH,
+              min_epoch_images: int = 0) -> tuple:
+    """``ftlib.fit`` as ``ftlib.run`` calls it; returns ``(seconds, train images seen, history)``.
+
+    ``min_epoch_images=0``: one epoch is exactly one pass over train, as in the tutorial.
+    """
     for p in bb.model.parameters():
         p.requires_grad_(False)
     for _, p, _ in trainable_parameters(bb, strategy):
         p.requires_grad_(True)
-    groups = param_groups(bb, strategy, hyper.learning_rate(strategy.name, BATCH))
+    groups = param_groups(bb, strategy, hyper.learning_rate(strategy.name, batch))
     start = time.perf_counter()
-    # min_epoch_images=0: one epoch is exactly one pass over train, as in the tutorial
-    hist = fit(bb.model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=epochs, batch_size=BATCH,
-               seed=SEED, bn=strategy.bn, amp=amp, channels_last=channels_last, progress=False, min_epoch_images=0)
-    secs = time.perf_counter() - start
-    bs = min(BATCH, len(ds.train))  # fit drops the ragged last batch: count only the images it trained on
-    return secs, (len(ds.train) // bs) * bs * len(hist.train_loss), hist
+    hist = fit(bb.model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=epochs, batch_size=batch,
+               seed=SEED, bn=strategy.bn, amp=amp, channels_last=channels_last, progress=False,
+               min_epoch_images=min_epoch_images)
+    secs = time.perf_counter() - start  # fit ends on host syncs (the epoch loss, the val logits)
+    n = len(ds.train)
+    bs = min(batch, n)  # fit drops the ragged last batch: count only the images it trained on
+    steps = max(1, n * max(1, math.ceil(min_epoch_images / n)) // bs)
+    return secs, steps * bs * len(hist.train_loss), hist
 
 
 def warm_up(num_classes: int, res: int) -> None:
@@ -83,6 +91,39 @@ def warm_up(num_classes: int, res: int) -> None:
     for fmt in (torch.contiguous_format, torch.channels_last):
         bb.model.to(memory_format=fmt).train()
         bb.model(torch.randn(8, 3, res, res).contiguous(memory_format=fmt)).sum().backward()
+
+
+def step_rate(res: int = 160, channels_last: bool = True, steps: int = 6, compiled: bool = False,
+              num_classes: int = 2) -> dict:
+    """Images/s of bare lite0 training steps (batch 32, one fixed random batch): the ceiling any loop
+    can reach here, without data, augmentation or evaluation. ``compiled`` wraps the model in
+    ``torch.compile`` (its compile time is reported apart, as ``warmup_seconds``).
+
+    Example:
+        >>> step_rate(64, steps=1)["images_per_s"] > 0  # doctest: +SKIP
+    """
+    import torch.nn.functional as F
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = build(num_classes).model.train().to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+    x = torch.randn(BATCH, 3, res, res).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (BATCH,))
+    f = torch.compile(model) if compiled else model
+
+    def step():
+        loss = F.cross_entropy(f(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    start = time.perf_counter()
+    step()
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return {"images_per_s": steps * BATCH / (time.perf_counter() - start), "warmup_seconds": warm}
 
 
 def machine() -> dict:
@@ -95,24 +136,63 @@ def machine() -> dict:
             "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}}
 
 
-def gpu_throughput(tiny: bool) -> tuple:
-    """The ``gpu`` profile's training images/s at 224 px: autocast + channels-last vs fp32 NCHW."""
-    if not torch.cuda.is_available():
+GPU_BACKBONES = (BACKBONE, "torchvision/resnet50")
+GPU_BATCHES = (32, 128)  # hyper.batch_size's 32 (what the gpu profile's runs use) and a GPU-sized batch
+GPU_MODES = (("amp_channels_last", True, True), ("fp32", False, False))  # (name, autocast, channels-last)
+GPU_IMAGES = 4096  # training images per timed fit call (one epoch of repeated passes, then one val pass)
+
+
+def gpu_throughput(tiny: bool, device: str = "cuda") -> tuple:
+    """The ``gpu`` profile's training images/s at 224 px: autocast + channels-last vs fp32 NCHW.
+
+    For each backbone and batch size, each mode trains ``full()`` through ``ftlib.fit`` for one
+    warm-up call (cuDNN picks its kernels) and one timed call of ``GPU_IMAGES`` images plus its val
+    pass. Weights are random: throughput does not depend on them. ``device="cpu"`` runs the same
+    code without CUDA (the tests' plumbing check).
+    """
+    cuda = device == "cuda"
+    if cuda and not torch.cuda.is_available():
         return None, "no CUDA device in this process (torch.cuda.is_available() is False): GPU item not measured"
     res = 64 if tiny else 224  # the gpu profile's resolution is None = the backbones' native 224 px
+    images = 64 if tiny else GPU_IMAGES
     ds = load_dataset(DATASET, 4 if tiny else "all", SEED, res, max_test_per_class=10 if tiny else None)
-    out = {"device": torch.cuda.get_device_name(0), "resolution": res}
-    for name in (BACKBONE, "torchvision/resnet50"):
-        row = {}
-        for mode, amp, cl in (("amp_channels_last", True, True), ("fp32", False, False)):
-            bb = build(len(ds.classes), name, pretrained=False, device="cuda")  # speed does not depend on weights
-            ftlib_fit(bb, ds, Full(), 1, amp, cl)  # warm-up epoch: cuDNN picks its kernels
-            torch.cuda.synchronize()
-            secs, images, _ = ftlib_fit(bb, ds, Full(), 1 if tiny else 3, amp, cl)
-            row[f"{mode}_images_per_s"] = images / secs
-        row["speedup"] = row["amp_channels_last_images_per_s"] / row["fp32_images_per_s"]
-        out[name] = row
+    out = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "resolution": res,
+           "train_images_per_call": images, "n_train": len(ds.train), "n_val": len(ds.val),
+           "torch": str(torch.__version__), "cudnn": torch.backends.cudnn.version() if cuda else None,
+           "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+           "autocast_dtype": ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if cuda else "none (CPU)",
+           "runs": []}
+    for name in GPU_BACKBONES:
+        for batch in GPU_BATCHES[:1] if tiny else GPU_BATCHES:
+            row = {"backbone": name, "batch": batch}
+            for mode, amp, cl in GPU_MODES:
+                bb = build(len(ds.classes), name, pretrained=False, device=device)
+                ftlib_fit(bb, ds, Full(), 1, amp, cl, batch, min_epoch_images=4 * batch)  # warm-up
+                secs, n, hist = ftlib_fit(bb, ds, Full(), 1, amp, cl, batch, min_epoch_images=images)
+                row[f"{mode}_images_per_s"] = n / secs
+                row[f"{mode}_peak_mem_mb"] = hist.peak_mem_mb
+                log(f"    GPU {name} batch {batch} {mode}: {n / secs:.0f} train images/s")
+                del bb
+                if cuda:
+                    torch.cuda.empty_cache()
+            row["speedup"] = row["amp_channels_last_images_per_s"] / row["fp32_images_per_s"]
+            out["runs"].append(row)
     return out, f"measured on {out['device']}"
+
+
+def gpu_markdown(gpu: dict) -> str:
+    """The GPU rows as a markdown table (README and speed.md)."""
+    lines = [f"{gpu['device']}, {gpu['resolution']} px, `ftlib.fit` with `full()`, {gpu['train_images_per_call']} "
+             f"train images per timed call (hymenoptera, repeated passes) + one val pass of {gpu['n_val']}; "
+             f"torch {gpu['torch']}, cuDNN {gpu['cudnn']}, autocast {gpu['autocast_dtype']}, "
+             f"fp32 convolutions with TF32 {'allowed' if gpu['cudnn_allow_tf32'] else 'off'} (PyTorch's default).", "",
+             "| backbone | batch | autocast + channels-last (img/s) | fp32 NCHW (img/s) | speed-up | peak GPU MB (amp / fp32) |",
+             "|---|---|---|---|---|---|"]
+    for r in gpu["runs"]:
+        lines.append(f"| `{r['backbone']}` | {r['batch']} | {r['amp_channels_last_images_per_s']:.0f} | "
+                     f"{r['fp32_images_per_s']:.0f} | {r['speedup']:.2f} | "
+                     f"{r['amp_channels_last_peak_mem_mb']:.0f} / {r['fp32_peak_mem_mb']:.0f} |")
+    return "\n".join(lines)
 
 
 def measure(tiny: bool) -> dict:
@@ -129,6 +209,10 @@ def measure(tiny: bool) -> dict:
     sources.locate(DATASET).read(res)  # what ftlib's one-off decode costs (it is cached on disk afterwards)
     d["ftlib_decode_seconds"] = time.perf_counter() - start
     warm_up(k, res)
+    steps = 1 if tiny else 6
+    d["step_images_per_s"] = {fmt: step_rate(res, fmt == "channels_last", steps, num_classes=k)["images_per_s"]
+                              for fmt in ("channels_last", "nchw")}
+    log(f"bare training steps: {d['step_images_per_s']}")
 
     log(f"1/4 + 2/4 tutorial fine-tuning, ftlib full and partial(k=1): best of {reps}, order alternating")
     runs = {"tutorial": [], "full": [], "partial1": []}
@@ -229,7 +313,7 @@ def text_table(rows: list) -> str:
 
 def write_markdown(result: dict, rows: list, path: Path) -> None:
     d, m = result["details"], result["details"]["machine"]
-    gpu = d["gpu_note"] if d["gpu"] is None else json.dumps(d["gpu"], indent=1)
+    gpu = d["gpu_note"] if d["gpu"] is None else gpu_markdown(d["gpu"])
     text = f"""# ftlib speed benchmark{' (tiny plumbing run: the ratios mean nothing)' if d['tiny'] else ''}
 
 Generated by `python -m ftlib speed{' --tiny' if d['tiny'] else ''}` in one process on: {m['cores']} cores,
@@ -251,7 +335,10 @@ NCHW tensors, with `loss.item()` and a correct-count `.item()` every step, SGD m
   {d['epochs']} epoch(s) each, both with one val pass per epoch; train images per second of the whole call
   (each side run {len(d['full_seconds_all'])} time(s), in alternating order, the fastest kept).
   ftlib decodes every image once (cached uint8 tensors), augments whole batches on tensors and
-  trains in channels-last format with one host sync per epoch.
+  trains in channels-last format with one host sync per epoch. The ceiling on this machine: bare
+  training steps on one fixed batch (no data, no evaluation) run {d['step_images_per_s']['channels_last']:.1f}
+  images/s channels-last and {d['step_images_per_s']['nchw']:.1f} NCHW, a ratio of
+  {d['step_images_per_s']['channels_last'] / d['step_images_per_s']['nchw']:.2f}.
 - **probe_vs_sgd_head**: the tutorial's "ConvNet as fixed feature extractor"
   ({d['fixed_feature_epochs']} epoch(s) of SGD on the head through the frozen body, whose BatchNorm stays in
   train mode as in the tutorial) vs `ftlib.probe.linear_probe`: features extracted once with a cold cache, then L2
@@ -288,12 +375,27 @@ Every raw number is under `details` in `speed.json`.
     path.write_text(text)
 
 
-def main(tiny: bool = False, out: str = ".") -> int:
-    """Measure, print the table, write ``speed.json`` and ``speed.md`` into ``out``; 0 when it ran."""
+def main(tiny: bool = False, out: str = ".", gpu_only: bool = False) -> int:
+    """Measure, print the table, write ``speed.json`` and ``speed.md`` into ``out``; 0 when it ran.
+
+    ``gpu_only``: only the GPU item, into ``speed-gpu.json`` and ``speed-gpu.md``.
+    """
     torch.set_flush_denormal(True)  # ftlib.fit sets this process-wide anyway: on from the start, for both sides
+    out_dir = Path(out)
+    if gpu_only:
+        gpu, note = gpu_throughput(tiny)
+        if gpu is None:
+            raise FtlibError(f"speed --gpu: {note}")
+        text = gpu_markdown(gpu)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "speed-gpu.json").write_text(json.dumps({"gpu": gpu, "machine": machine()}, indent=1, default=str))
+        (out_dir / "speed-gpu.md").write_text(f"# ftlib GPU training throughput\n\nGenerated by `python -m ftlib speed "
+                                              f"--gpu{' --tiny' if tiny else ''}`.\n\n{text}\n")
+        print(text)
+        print(f"wrote {out_dir / 'speed-gpu.json'} and {out_dir / 'speed-gpu.md'}")
+        return 0
     result = measure(tiny)
     rows = table(result)
-    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "speed.json").write_text(json.dumps(result, indent=1, default=str))
     write_markdown(result, rows, out_dir / "speed.md")

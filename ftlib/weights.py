@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .errors import FtlibError
-from .paths import cache_dir
+from .paths import atomic_save, cache_dir
 
 # timm model name -> (python package of the PyPI wheel, how to install it)
 PACKAGED = {
@@ -62,7 +62,5 @@ def load_packaged_weights(model: nn.Module, model_name: str) -> None:
     if not cached.exists():
         source = torch.load(packaged_file(model_name), map_location="cpu", weights_only=True)
         converted = convert_state_dict(source, model.state_dict())
-        tmp = cached.with_suffix(".tmp")
-        torch.save(converted, tmp)
-        tmp.replace(cached)
+        atomic_save(converted, cached)
     model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True), strict=True)

@@ -95,3 +95,19 @@ def test_unwritable_out_is_one_line_exit_2(tmp_path):
     blocker.write_text("not a directory")
     res = cli(*TINY, "--out", str(blocker / "results"))
     assert res.returncode == 2 and str(blocker) in res.stderr and "Traceback" not in res.stderr
+
+
+def test_jobs_run_each_config_once_in_workers_and_resume(tmp_path):
+    out = str(tmp_path / "par")
+    args = [*TINY, "--strategies", "linear_probe,partial:k=0,full", "--seeds", "0", "--out", out]
+    first = cli(*args, "--jobs", "2")
+    assert first.returncode == 0, first.stderr
+    assert "3 to run in 2 worker processes" in first.stdout
+    got = rows(out)
+    assert len(got) == len({r["run_id"] for r in got}) == 3 and {r["status"] for r in got} == {"ok"}
+    threads = max(1, int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                                        capture_output=True, text=True).stdout) // 2)
+    assert {int(r["torch_threads"]) for r in got} == {threads}  # the workers' share, recorded per run
+    again = cli(*args, "--jobs", "2")
+    assert again.returncode == 0 and "0 to run" in again.stdout and rows(out) == got
+    assert cli(*args[:-2], "--jobs", "0", "--out", out).returncode == 2  # a bad --jobs is an input error

@@ -35,3 +35,28 @@ def test_baseline_reads_the_files_behind_the_split():
     assert all(p.parent.name == ds.classes[y] and p.parent.parent.name == "train" for p, y in zip(paths, labels))
     test_paths, _ = split_files(ds, "test")
     assert all(p.parent.parent.name == "val" for p in test_paths)  # the tutorial's val/ is ftlib's test
+
+
+def test_gpu_item_runs_its_grid_and_tabulates_it(monkeypatch):
+    """The GPU item's code path, run on the CPU (tiny): every backbone x mode measured, ratio = amp / fp32."""
+    from ftlib import speed
+
+    gpu, note = speed.gpu_throughput(tiny=True, device="cpu")
+    assert [r["backbone"] for r in gpu["runs"]] == list(speed.GPU_BACKBONES)
+    for r in gpu["runs"]:
+        assert r["amp_channels_last_images_per_s"] > 0 and r["fp32_images_per_s"] > 0
+        assert abs(r["speedup"] - r["amp_channels_last_images_per_s"] / r["fp32_images_per_s"]) < 1e-9
+    md = speed.gpu_markdown(gpu)
+    assert md.count("\n| `") == len(gpu["runs"]) and "cpu, 64 px" in md
+
+
+def test_speed_gpu_without_cuda_is_a_one_line_error(tmp_path):
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the message under test is for machines without CUDA")
+    proc = subprocess.run([sys.executable, "-m", "ftlib", "speed", "--gpu", "--tiny", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no CUDA device" in proc.stderr and not (tmp_path / "speed-gpu.json").exists()
