@@ -98,8 +98,11 @@ def main(argv=None) -> int:
         if args.command == "bench":
             return bench_main(args)
         if args.command == "speed":
+            if args.gpu:
+                from .speed_gpu import main as speed_gpu_main
+                return speed_gpu_main(tiny=args.tiny, out=args.out)
             from .speed import main as speed_main
-            return speed_main(tiny=args.tiny, out=args.out, gpu_only=args.gpu)
+            return speed_main(tiny=args.tiny, out=args.out)
         if args.command == "readme":
             from .headline import update_readme
             update_readme()

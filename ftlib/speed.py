@@ -8,6 +8,9 @@ Four ratios, each from the same run on the current machine (lite0, hymenoptera, 
 - ``partial1_vs_full``: seconds of ``fit`` with ``partial(k=1)`` / with ``full``;
 - ``eval_vs_naive``: images/s of ``ftlib.evaluate`` / the tutorial's PIL + DataLoader eval loop.
 
+Also the bare training-step rate in both memory formats (the ceiling of ``fit_vs_tutorial``), and,
+where CUDA is present, the GPU item of ``ftlib.speed_gpu``.
+
 Example:
     >>> main(tiny=True, out="/tmp/speed")  # doctest: +SKIP
 """
@@ -30,7 +33,6 @@ import torch
 from . import hyper, sources
 from .backbones import load_backbone
 from .datasets import load_dataset
-from .errors import FtlibError
 from .probe import linear_probe
 from .profiles import get_profile
 from .runs import param_groups
@@ -136,65 +138,6 @@ def machine() -> dict:
             "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}}
 
 
-GPU_BACKBONES = (BACKBONE, "torchvision/resnet50")
-GPU_BATCHES = (32, 128)  # hyper.batch_size's 32 (what the gpu profile's runs use) and a GPU-sized batch
-GPU_MODES = (("amp_channels_last", True, True), ("fp32", False, False))  # (name, autocast, channels-last)
-GPU_IMAGES = 4096  # training images per timed fit call (one epoch of repeated passes, then one val pass)
-
-
-def gpu_throughput(tiny: bool, device: str = "cuda") -> tuple:
-    """The ``gpu`` profile's training images/s at 224 px: autocast + channels-last vs fp32 NCHW.
-
-    For each backbone and batch size, each mode trains ``full()`` through ``ftlib.fit`` for one
-    warm-up call (cuDNN picks its kernels) and one timed call of ``GPU_IMAGES`` images plus its val
-    pass. Weights are random: throughput does not depend on them. ``device="cpu"`` runs the same
-    code without CUDA (the tests' plumbing check).
-    """
-    cuda = device == "cuda"
-    if cuda and not torch.cuda.is_available():
-        return None, "no CUDA device in this process (torch.cuda.is_available() is False): GPU item not measured"
-    res = 64 if tiny else 224  # the gpu profile's resolution is None = the backbones' native 224 px
-    images = 64 if tiny else GPU_IMAGES
-    ds = load_dataset(DATASET, 4 if tiny else "all", SEED, res, max_test_per_class=10 if tiny else None)
-    out = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "resolution": res,
-           "train_images_per_call": images, "n_train": len(ds.train), "n_val": len(ds.val),
-           "torch": str(torch.__version__), "cudnn": torch.backends.cudnn.version() if cuda else None,
-           "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-           "autocast_dtype": ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if cuda else "none (CPU)",
-           "runs": []}
-    for name in GPU_BACKBONES:
-        for batch in GPU_BATCHES[:1] if tiny else GPU_BATCHES:
-            row = {"backbone": name, "batch": batch}
-            for mode, amp, cl in GPU_MODES:
-                bb = build(len(ds.classes), name, pretrained=False, device=device)
-                ftlib_fit(bb, ds, Full(), 1, amp, cl, batch, min_epoch_images=4 * batch)  # warm-up
-                secs, n, hist = ftlib_fit(bb, ds, Full(), 1, amp, cl, batch, min_epoch_images=images)
-                row[f"{mode}_images_per_s"] = n / secs
-                row[f"{mode}_peak_mem_mb"] = hist.peak_mem_mb
-                log(f"    GPU {name} batch {batch} {mode}: {n / secs:.0f} train images/s")
-                del bb
-                if cuda:
-                    torch.cuda.empty_cache()
-            row["speedup"] = row["amp_channels_last_images_per_s"] / row["fp32_images_per_s"]
-            out["runs"].append(row)
-    return out, f"measured on {out['device']}"
-
-
-def gpu_markdown(gpu: dict) -> str:
-    """The GPU rows as a markdown table (README and speed.md)."""
-    lines = [f"{gpu['device']}, {gpu['resolution']} px, `ftlib.fit` with `full()`, {gpu['train_images_per_call']} "
-             f"train images per timed call (hymenoptera, repeated passes) + one val pass of {gpu['n_val']}; "
-             f"torch {gpu['torch']}, cuDNN {gpu['cudnn']}, autocast {gpu['autocast_dtype']}, "
-             f"fp32 convolutions with TF32 {'allowed' if gpu['cudnn_allow_tf32'] else 'off'} (PyTorch's default).", "",
-             "| backbone | batch | autocast + channels-last (img/s) | fp32 NCHW (img/s) | speed-up | peak GPU MB (amp / fp32) |",
-             "|---|---|---|---|---|---|"]
-    for r in gpu["runs"]:
-        lines.append(f"| `{r['backbone']}` | {r['batch']} | {r['amp_channels_last_images_per_s']:.0f} | "
-                     f"{r['fp32_images_per_s']:.0f} | {r['speedup']:.2f} | "
-                     f"{r['amp_channels_last_peak_mem_mb']:.0f} / {r['fp32_peak_mem_mb']:.0f} |")
-    return "\n".join(lines)
-
-
 def measure(tiny: bool) -> dict:
     res = 64 if tiny else get_profile("cpu").resolution[DATASET]
     epochs, ff_epochs, reps = (1, 1, 1) if tiny else (2, 25, FIT_REPEATS)
@@ -272,6 +215,8 @@ def measure(tiny: bool) -> dict:
                   f"{side}_eval_images_per_s": len(ds.test) / statistics.median(times)})
     eval_ratio = d["ftlib_eval_images_per_s"] / d["naive_eval_images_per_s"]
 
+    from .speed_gpu import gpu_throughput  # speed_gpu builds on this module's helpers: imported when used
+
     d["gpu"], d["gpu_note"] = gpu_throughput(tiny)
     d["loadavg_at_end"] = os.getloadavg()  # other processes on the machine make every timing noisier
     return {"fit_vs_tutorial": float(fit_ratio), "probe_vs_sgd_head": float(probe_ratio),
@@ -313,6 +258,8 @@ def text_table(rows: list) -> str:
 
 def write_markdown(result: dict, rows: list, path: Path) -> None:
     d, m = result["details"], result["details"]["machine"]
+    from .speed_gpu import gpu_markdown
+
     gpu = d["gpu_note"] if d["gpu"] is None else gpu_markdown(d["gpu"])
     text = f"""# ftlib speed benchmark{' (tiny plumbing run: the ratios mean nothing)' if d['tiny'] else ''}
 
@@ -375,27 +322,12 @@ Every raw number is under `details` in `speed.json`.
     path.write_text(text)
 
 
-def main(tiny: bool = False, out: str = ".", gpu_only: bool = False) -> int:
-    """Measure, print the table, write ``speed.json`` and ``speed.md`` into ``out``; 0 when it ran.
-
-    ``gpu_only``: only the GPU item, into ``speed-gpu.json`` and ``speed-gpu.md``.
-    """
+def main(tiny: bool = False, out: str = ".") -> int:
+    """Measure, print the table, write ``speed.json`` and ``speed.md`` into ``out``; 0 when it ran."""
     torch.set_flush_denormal(True)  # ftlib.fit sets this process-wide anyway: on from the start, for both sides
-    out_dir = Path(out)
-    if gpu_only:
-        gpu, note = gpu_throughput(tiny)
-        if gpu is None:
-            raise FtlibError(f"speed --gpu: {note}")
-        text = gpu_markdown(gpu)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "speed-gpu.json").write_text(json.dumps({"gpu": gpu, "machine": machine()}, indent=1, default=str))
-        (out_dir / "speed-gpu.md").write_text(f"# ftlib GPU training throughput\n\nGenerated by `python -m ftlib speed "
-                                              f"--gpu{' --tiny' if tiny else ''}`.\n\n{text}\n")
-        print(text)
-        print(f"wrote {out_dir / 'speed-gpu.json'} and {out_dir / 'speed-gpu.md'}")
-        return 0
     result = measure(tiny)
     rows = table(result)
+    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "speed.json").write_text(json.dumps(result, indent=1, default=str))
     write_markdown(result, rows, out_dir / "speed.md")

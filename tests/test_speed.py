@@ -37,16 +37,16 @@ def test_baseline_reads_the_files_behind_the_split():
     assert all(p.parent.parent.name == "val" for p in test_paths)  # the tutorial's val/ is ftlib's test
 
 
-def test_gpu_item_runs_its_grid_and_tabulates_it(monkeypatch):
+def test_gpu_item_runs_its_grid_and_tabulates_it():
     """The GPU item's code path, run on the CPU (tiny): every backbone x mode measured, ratio = amp / fp32."""
-    from ftlib import speed
+    from ftlib import speed_gpu
 
-    gpu, note = speed.gpu_throughput(tiny=True, device="cpu")
-    assert [r["backbone"] for r in gpu["runs"]] == list(speed.GPU_BACKBONES)
+    gpu, note = speed_gpu.gpu_throughput(tiny=True, device="cpu")
+    assert [r["backbone"] for r in gpu["runs"]] == list(speed_gpu.GPU_BACKBONES)
     for r in gpu["runs"]:
         assert r["amp_channels_last_images_per_s"] > 0 and r["fp32_images_per_s"] > 0
         assert abs(r["speedup"] - r["amp_channels_last_images_per_s"] / r["fp32_images_per_s"]) < 1e-9
-    md = speed.gpu_markdown(gpu)
+    md = speed_gpu.gpu_markdown(gpu)
     assert md.count("\n| `") == len(gpu["runs"]) and "cpu, 64 px" in md
 
 
