@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list: hymenoptera, caltech101, fashion_mnist, imagefolder:<path> (default: the "
                         "profile's three datasets)")
     b.add_argument("--backbone", default="timm/tf_efficientnet_lite0", help="timm/<model> or torchvision/<model>")
-    b.add_argument("--strategies", default=",".join(STRATEGY_GRID),
+    b.add_argument("--strategies", default=None,
                    help="comma list of linear_probe, partial[:k=N], full, l2sp[:alpha=A:beta=B], lp_ft, scratch, "
-                        "bitfit, surgical[:k=N]")
+                        f"bitfit, surgical[:k=N] (default: the profile's; cpu: {','.join(STRATEGY_GRID)})")
     b.add_argument("--shots", default=None, help="comma list of ints or 'all' (default: the profile's per dataset)")
     b.add_argument("--seeds", default=None, help="comma list of ints (default: the profile's)")
     b.add_argument("--resolution", default=None, type=_positive("--resolution"),
@@ -83,7 +83,7 @@ def bench_main(args) -> int:
         return None if value is None else parse(value)
 
     configs = grid(args.profile, datasets=given(args.dataset, _list), backbone=args.backbone,
-                   strategies=_list(args.strategies), shots=given(args.shots, _list),
+                   strategies=given(args.strategies, _list), shots=given(args.shots, _list),
                    seeds=given(args.seeds, _seeds), resolution=args.resolution, epochs=args.epochs)
     store = bench(configs, args.out or default_out(args.profile), progress=not args.quiet,
                   jobs=args.jobs)

@@ -111,3 +111,25 @@ def test_jobs_run_each_config_once_in_workers_and_resume(tmp_path):
     again = cli(*args, "--jobs", "2")
     assert again.returncode == 0 and "0 to run" in again.stdout and rows(out) == got
     assert cli(*args[:-2], "--jobs", "0", "--out", out).returncode == 2  # a bad --jobs is an input error
+
+
+def test_without_strategies_the_cli_runs_the_profiles_grid(monkeypatch):
+    """``--strategies`` left out means the profile's grid: the gpu profile's LP-FT runs at lr 3e-4."""
+    from ftlib import __main__ as entry, bench
+
+    seen = {}
+
+    def fake_bench(configs, out, **kw):  # capture the grid instead of training it
+        seen.setdefault("labels", []).append(sorted({c.strategy.label for c in configs}))
+        return None
+
+    monkeypatch.setattr(bench, "bench", fake_bench)
+    monkeypatch.setattr(bench, "report", lambda store: None)
+    base = ["bench", "--dataset", "fashion_mnist", "--seeds", "0", "--out", "unused"]
+    assert entry.main([*base, "--profile", "gpu"]) == 0
+    assert entry.main([*base, "--profile", "cpu"]) == 0
+    assert entry.main([*base, "--profile", "gpu", "--strategies", "lp_ft"]) == 0
+    gpu, cpu, given = seen["labels"]
+    assert gpu == ["full", "l2sp", "linear_probe", "lp_ft(lr=0.0003)", "partial(k=2)", "scratch"]
+    assert cpu == ["full", "l2sp", "linear_probe", "lp_ft", "partial(k=2)", "scratch"]
+    assert given == ["lp_ft"]
