@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from .errors import FtlibError, unknown

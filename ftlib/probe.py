@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .paths import atomic_save, cache_dir
 from .transforms import prepare
-from .fuse import fold_batchnorm
+from .fuse import folded_view
 from .train import EVAL_BATCH, autocast, device_of
 
 
@@ -58,7 +58,7 @@ def extract_features(bb, split, batch_size: int = EVAL_BATCH, cache: bool = True
 
 
 def _features(bb, images, resolution, batch_size, amp):
-    model = fold_batchnorm(bb.model, resolution).to(memory_format=torch.channels_last)  # a copy
+    model = folded_view(bb.model, resolution).to(memory_format=torch.channels_last)  # a copy
     captured = []
     model.get_submodule(bb.head_name).register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().cpu()))
     dev = device_of(model)

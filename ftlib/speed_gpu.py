@@ -15,7 +15,8 @@ import torch
 
 from .datasets import load_dataset
 from .errors import FtlibError
-from .speed import BACKBONE, DATASET, SEED, build, ftlib_fit, log, machine
+from .speed import DATASET, ftlib_fit, log, machine
+from .steps import BACKBONE, SEED, build
 from .strategies import Full
 
 GPU_BACKBONES = (BACKBONE, "torchvision/resnet50")

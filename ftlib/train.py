@@ -22,7 +22,7 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to te
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from .fuse import fold_batchnorm
+from .fuse import folded_view
 from .transforms import prepare
 
 BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
@@ -90,7 +90,7 @@ def predict_logits(model: nn.Module, split, mean, std, batch_size: int | None = 
         return torch.zeros(0)
     dev = device_of(model)
     batch_size = batch_size or (EVAL_BATCH if dev.type == "cpu" else 256)
-    fast = fold_batchnorm(model, split.resolution)
+    fast = folded_view(model, split.resolution)
     if channels_last:
         fast.to(memory_format=torch.channels_last)
     out = []

@@ -72,3 +72,40 @@ def test_a_model_without_batchnorm_or_that_refuses_the_sample_comes_back_unfolde
         torch.testing.assert_close(folded(x), model.eval()(x), rtol=1e-5, atol=1e-5)
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     assert isinstance(fold_batchnorm(plain)[0], nn.Conv2d)
+
+
+def test_folded_view_is_built_once_and_follows_the_live_weights():
+    """The cached copy must give the eval-mode outputs of the model's *current* weights after every
+    kind of change fit makes (optimiser steps, BatchNorm statistics, load_state_dict), and be rebuilt
+    when the modules change."""
+    from ftlib.fuse import folded_view
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 5, 1, bias=True),
+                          nn.BatchNorm2d(5), nn.Flatten(), nn.LazyLinear(2))
+    x = torch.randn(4, 3, 8, 8)
+    model(x)  # materialise the lazy layer
+    randomise_bn_stats(model)
+    first = folded_view(model, 8)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def check():
+        view = folded_view(model, 8)
+        assert view is first  # refreshed in place, not rebuilt
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in view.modules())
+        with torch.no_grad():
+            torch.testing.assert_close(view(x), model.eval()(x), rtol=1e-5, atol=1e-5)
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    for _ in range(3):  # train mode: weights move and the running statistics update
+        model(x).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+    check()
+    model.load_state_dict(start)  # fit restores the best epoch like this
+    check()
+    model[6] = nn.Linear(5 * 6 * 6, 2)  # a new head: other modules, so a new copy
+    assert folded_view(model, 8) is not first
+    with torch.no_grad():
+        torch.testing.assert_close(folded_view(model, 8)(x), model.eval()(x), rtol=1e-5, atol=1e-5)

@@ -1,8 +1,6 @@
 """The README's headline numbers are the committed store's, recomputed, never typed by hand."""
 import re
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ftlib.bench import grid

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-import ftlib
 from ftlib import probe
 from ftlib.backbones import load_backbone
 from ftlib.datasets import load_dataset

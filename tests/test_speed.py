@@ -60,3 +60,28 @@ def test_speed_gpu_without_cuda_is_a_one_line_error(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no CUDA device" in proc.stderr and not (tmp_path / "speed-gpu.json").exists()
+
+
+def test_op_family_tells_depthwise_from_dense_convolutions_by_kernel_shape():
+    from ftlib.steps import _op_family
+
+    # forward rows: (input, weight, ...); backward rows: (grad_out, input, weight, ...)
+    assert _op_family("aten::mkldnn_convolution", [[32, 96, 81, 81], [96, 1, 3, 3], []]) == "conv forward, depthwise"
+    assert _op_family("aten::mkldnn_convolution", [[32, 16, 80, 80], [96, 16, 1, 1], []]) == "conv forward, dense"
+    assert _op_family("aten::convolution_backward",
+                      [[32, 672, 10, 10], [32, 672, 10, 10], [672, 1, 5, 5]]) == "conv backward, depthwise"
+    assert _op_family("aten::convolution_backward",
+                      [[32, 1152, 5, 5], [32, 192, 5, 5], [1152, 192, 1, 1]]) == "conv backward, dense"
+    assert _op_family("aten::native_batch_norm_backward", []) == "BatchNorm backward"
+    assert _op_family("aten::add_", [[3]]) == "other"
+
+
+def test_step_profile_accounts_for_the_whole_step_by_family():
+    from ftlib.steps import step_profile
+
+    df = step_profile(64, steps=1)
+    assert abs(df.share.sum() - 1) < 1e-9 and (df.seconds >= 0).all()
+    assert list(df.seconds) == sorted(df.seconds, reverse=True)
+    # lite0 has depthwise and 1x1 convolutions and BatchNorm in train mode: each family shows up
+    assert {"conv forward, depthwise", "conv forward, dense", "conv backward, depthwise", "conv backward, dense",
+            "BatchNorm forward", "BatchNorm backward"} <= set(df.family)
