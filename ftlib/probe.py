@@ -58,14 +58,18 @@ def extract_features(bb, split, batch_size: int = EVAL_BATCH, cache: bool = True
 
 
 def _features(bb, images, resolution, batch_size, amp):
-    model = folded_view(bb.model, resolution).to(memory_format=torch.channels_last)  # a copy
+    model = folded_view(bb.model, resolution).to(memory_format=torch.channels_last)  # the cached folded copy
     captured = []
-    model.get_submodule(bb.head_name).register_forward_hook(lambda m, inp, out: captured.append(inp[0].float().cpu()))
+    hook = model.get_submodule(bb.head_name).register_forward_hook(
+        lambda m, inp, out: captured.append(inp[0].float().cpu()))
     dev = device_of(model)
-    for i in range(0, len(images), batch_size):
-        x = prepare(images[i: i + batch_size], resolution, bb.mean, bb.std, device=dev)
-        with autocast(dev, amp):
-            model(x)
+    try:
+        for i in range(0, len(images), batch_size):
+            x = prepare(images[i: i + batch_size], resolution, bb.mean, bb.std, device=dev)
+            with autocast(dev, amp):
+                model(x)
+    finally:
+        hook.remove()  # the copy outlives this call (evaluate reuses it): leave no hook behind
     return torch.cat(captured)
 
 
