@@ -246,7 +246,7 @@ NCHW tensors, with `loss.item()` and a correct-count `.item()` every step, SGD m
   training steps on one fixed batch (no data, no evaluation) run {d['step_images_per_s']['channels_last']:.1f}
   images/s channels-last and {d['step_images_per_s']['nchw']:.1f} NCHW, a ratio of
   {d['step_images_per_s']['channels_last'] / d['step_images_per_s']['nchw']:.2f}. Where a channels-last step's
-  CPU time goes (`ftlib.speed.step_profile`, self time by operator family):
+  CPU time goes (`ftlib.steps.step_profile`, self time by operator family):
   {_profile_line(d['step_profile_channels_last'])}.
 - **probe_vs_sgd_head**: the tutorial's "ConvNet as fixed feature extractor"
   ({d['fixed_feature_epochs']} epoch(s) of SGD on the head through the frozen body, whose BatchNorm stays in
