@@ -165,7 +165,7 @@ def measure(tiny: bool) -> dict:
         d.update({f"{side}_eval_seconds": statistics.median(times), f"{side}_eval_seconds_all": times,
                   f"{side}_eval_images_per_s": len(ds.test) / statistics.median(times)})
     eval_ratio = d["ftlib_eval_images_per_s"] / d["naive_eval_images_per_s"]
-    start = time.perf_counter()  # the folded copy's one-off build (done above, at the probe's test accuracy)
+    start = time.perf_counter()  # the folded copy's one-off build (done above, by the probe's feature extraction)
     fold_batchnorm(bb.model, res)
     d["fold_build_seconds"] = time.perf_counter() - start
     d["eval_vs_naive_incl_fold_build"] = (len(ds.test) / (d["ftlib_eval_seconds"] + d["fold_build_seconds"])
