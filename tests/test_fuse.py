@@ -109,3 +109,51 @@ def test_folded_view_is_built_once_and_follows_the_live_weights():
     assert folded_view(model, 8) is not first
     with torch.no_grad():
         torch.testing.assert_close(folded_view(model, 8)(x), model.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_and_activation_as_one_call_give_the_folded_outputs():
+    """``activations=True`` turns conv -> BatchNormAct(ReLU6) into one oneDNN call: same outputs as the plain
+    folded copy, in the fast inference path and in the autograd fallback, with both ends of ReLU6 reached."""
+    from timm.layers import BatchNormAct2d
+
+    from ftlib.fuse import ConvAct, _pointwise
+
+    if _pointwise() is None:
+        pytest.skip("this torch has no oneDNN conv with a fused activation")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), BatchNormAct2d(8, act_layer=nn.ReLU6),
+                          nn.Conv2d(8, 4, 1), BatchNormAct2d(4, apply_act=False), nn.ReLU6())
+    randomise_bn_stats(model)
+    x = 4 * torch.randn(2, 3, 10, 10)
+    plain, fused = fold_batchnorm(model, 10), fold_batchnorm(model, 10, activations=True)
+    assert [type(m).__name__ for m in fused] == ["ConvAct", "Identity", "ConvAct", "Identity", "ReLU6"]
+    assert [m.act for m in fused if isinstance(m, ConvAct)] == ["hardtanh", "none"]  # the last ReLU6 is not the BN's
+    with torch.inference_mode():
+        ref, hidden = plain(x), plain[:2](x)
+        assert (hidden == 0).any() and (hidden == 6).any()  # a ReLU in place of ReLU6 would fail below
+        torch.testing.assert_close(fused(x), ref, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(fused[:2](x), hidden, rtol=1e-6, atol=1e-6)
+    out = fused(x)  # grad enabled: F.conv2d and the activation, differentiable
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-6, atol=1e-6)
+    out.sum().backward()
+    assert fused[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("name", ["timm/tf_efficientnet_lite0", "torchvision/resnet18"])
+def test_every_folded_pair_of_a_backbone_runs_as_one_call(name):
+    from ftlib.fuse import ConvAct, _pointwise
+
+    if _pointwise() is None:
+        pytest.skip("this torch has no oneDNN conv with a fused activation")
+    torch.manual_seed(0)
+    model = load_backbone(name, num_classes=3, pretrained=name.startswith("timm/")).model
+    randomise_bn_stats(model)
+    fused = fold_batchnorm(model, 64, activations=True).to(memory_format=torch.channels_last)
+    acts = [m.act for m in fused.modules() if isinstance(m, ConvAct)]
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert len(acts) == n_bn  # every BatchNorm follows a conv in both
+    # lite0: ReLU6 sits inside timm's BatchNormAct2d; ResNet's ReLU is its own module, shared, left as it is
+    assert set(acts) == ({"hardtanh", "none"} if name.startswith("timm/") else {"none"})
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), model.eval()(x), rtol=1e-4, atol=1e-4)
