@@ -70,6 +70,9 @@ def literature(df: pd.DataFrame, sidecar: dict) -> str:
     for d, ks in reg.items():
         few, many = ks[0], ks[-1]
         _, _, g_few = _gap(df, d, few, "l2sp", "full")
+        if few == many:  # one regime: "shrinking with more" cannot be tested, so the dataset is not counted
+            parts.append(f"{d}: {few}-shot {g_few:+.3f} (one regime, not counted)")
+            continue
         _, _, g_many = _gap(df, d, many, "l2sp", "full")
         verdicts.append(g_few >= 0 and g_few >= g_many)
         parts.append(f"{d}: {few}-shot {g_few:+.3f}, {many}-shot {g_many:+.3f}")

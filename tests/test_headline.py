@@ -77,3 +77,26 @@ def test_compare_refuses_a_directory_without_a_store(tmp_path, capsys):
 
     assert main(["compare", str(RESULTS), str(tmp_path / "nowhere")]) == 2
     assert "no results store at" in capsys.readouterr().err
+
+
+def test_l2sp_trend_counts_only_datasets_with_two_regimes():
+    """(c) compares the fewest-shot and most-shot gaps; a store with one regime of a dataset (the gpu
+    profile's Caltech-101 at 5 shots) must not compare that regime with itself. Oracle: the gaps by hand."""
+    import pandas as pd
+
+    from ftlib.headline import literature
+
+    frames = [ResultStore(RESULTS / "gpu" / d).frame() for d in ("hymenoptera", "caltech101")]
+    if any(f.empty for f in frames):
+        pytest.skip("no committed gpu stores")
+    df = pd.concat(frames, ignore_index=True)
+    line = next(s for s in literature(df, {}).split("\n\n") if s.startswith("**(c)"))
+
+    def gap(d, k):
+        sub = df[(df.dataset == d) & (df.shots.astype(str) == k) & (df.status == "ok")]
+        return sub[sub.strategy == "l2sp"].test_acc.mean() - sub[sub.strategy == "full"].test_acc.mean()
+
+    assert f"caltech101: 5-shot {gap('caltech101', '5'):+.3f} (one regime, not counted)" in line
+    few, many = gap("hymenoptera", "10"), gap("hymenoptera", "all")
+    assert f"hymenoptera: 10-shot {few:+.3f}, all-shot {many:+.3f}" in line
+    assert f"holds on {int(few >= 0 and few >= many)} of 1 datasets" in line
