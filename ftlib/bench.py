@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from .backbones import DEFAULT_BACKBONE, load_backbone
-from . import datasets as _datasets
-from .datasets import DATASETS, load_dataset
+from .datasets import DATASETS, clear_memory, load_dataset
 from .errors import FtlibError, unknown
 from .paths import REPO_ROOT, data_root
 from .profiles import get_profile
@@ -143,7 +142,7 @@ def bench(configs: list, out, progress: bool = True, log=print, jobs: int = 1) -
             store.add(rec)
             done(i, cfg, rec)
         return store
-    _datasets.clear_memory()  # check() decoded every dataset here; the workers hold their own copies
+    clear_memory()  # check() decoded every dataset here; the workers hold their own copies
     threads = max(1, torch.get_num_threads() // jobs)
     ctx = multiprocessing.get_context("spawn")  # fork after torch has started its thread pools can hang
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker, initargs=(threads,)) as pool:
