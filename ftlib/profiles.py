@@ -52,7 +52,7 @@ PROFILES = {
         seeds=(0, 1, 2), resolution={"hymenoptera": 160, "caltech101": 128, "fashion_mnist": 96},
         image_budget=800, min_epochs=1, max_epochs=6,
         max_test_per_class={"caltech101": 10, "fashion_mnist": 100},
-        note="a real benchmark: 50 min on a 2-core CPU (README, Cost and speed)"),
+        note="a real benchmark: 47-50 min on a 2-core CPU (README, Cost and speed)"),
     "gpu": Profile(
         "gpu", shots={"hymenoptera": (10, "all"), "caltech101": (5, 20), "fashion_mnist": (10, 100)},
         seeds=(0, 1, 2, 3, 4), resolution={d: None for d in DATASET_GRID},
