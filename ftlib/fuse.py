@@ -1,12 +1,12 @@
 """BatchNorm folded into the convolution before it, for inference: same outputs, fewer passes over memory.
 
 In eval mode a BatchNorm is a per-channel affine map, so ``bn(conv(x))`` equals a conv with
-scaled weights and a new bias. On a 2-core CPU this takes lite0 inference at 160 px,
-batch 32, channels-last, from 55 to 71 images/s (one forward loop timed alone; the whole
-``evaluate`` against the tutorial's loop is the ``eval_vs_naive`` item of ``python -m ftlib
-speed``). Pairs are found by running the model once on one image and keeping the
-BatchNorms whose input *is* the output of the conv called just before; anything else is
-left as it was.
+scaled weights and a new bias. On 2 cores this took lite0 inference at 160 px, batch 32,
+channels-last, from 55 to 71 images/s (measured when folding was added, an earlier session; one
+forward loop timed alone; the whole ``evaluate`` against the tutorial's loop is the
+``eval_vs_naive`` item of ``python -m ftlib speed``). Pairs are found by running the model once on
+one image and keeping the BatchNorms whose input *is* the output of the conv called just before;
+anything else is left as it was.
 
 ``folded_view`` keeps one folded copy per model and refreshes it from the model's weights, which is
 what ``evaluate`` uses once per epoch inside ``fit``. In that copy each folded conv also takes the
@@ -123,7 +123,8 @@ def _pointwise():
     try:
         op = torch.ops.mkldnn._convolution_pointwise
         g = torch.Generator().manual_seed(0)
-        x, w, b = torch.randn(2, 4, 6, 6, generator=g), torch.randn(8, 4, 3, 3, generator=g), torch.randn(8, generator=g)
+        x, w = torch.randn(2, 4, 6, 6, generator=g), torch.randn(8, 4, 3, 3, generator=g)
+        b = torch.randn(8, generator=g)
         with torch.inference_mode():
             got = op(x, w, b, [1, 1], [1, 1], [1, 1], 1, "hardtanh", [0.0, 6.0], "")
             ok = torch.allclose(got, F.hardtanh(F.conv2d(x, w, b, 1, 1), 0.0, 6.0), atol=1e-5)
