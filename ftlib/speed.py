@@ -258,9 +258,9 @@ NCHW tensors, with `loss.item()` and a correct-count `.item()` every step, SGD m
   `full()`, same data, epochs and batch; ratio of wall times (fastest of each).
 - **eval_vs_naive**: the tutorial's val loop (PIL + `DataLoader`, NCHW, batch 32, `no_grad`) vs
   `ftlib.evaluate` (inference mode, channels-last, cached tensors, batch 32, BatchNorm folded into the
-  convolutions of a copy of the model by `ftlib.fuse.folded_view`, each with its ReLU6 in the same oneDNN
-  call) on the test split, same weights (the
-  probe's model); median of {EVAL_REPEATS} passes each. The copy is built at a model's first evaluation
+  convolutions of a copy of the model by `ftlib.fuse.folded_view`, each with the ReLU6 after it, where there
+  is one, in the same oneDNN call) on the test split, same weights (the probe's model); median of
+  {EVAL_REPEATS} passes each. The copy is built at a model's first evaluation
   (here before the timed passes, in `fit` at its first epoch) and refreshed from the model's weights in
   every pass, which is timed; counting the build ({d['fold_build_seconds']:.2f} s) in a pass anyway gives
   eval_vs_naive {d['eval_vs_naive_incl_fold_build']:.2f}. Accuracy: naive

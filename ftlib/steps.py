@@ -30,6 +30,7 @@ def build(num_classes: int, name: str = BACKBONE, pretrained: bool = True, devic
     bb.model.to(device)
     return bb
 
+
 def warm_up(num_classes: int, res: int) -> None:
     """One training step per memory format, so one-off kernel set-up is charged to neither side."""
     bb = build(num_classes)
