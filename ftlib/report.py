@@ -307,6 +307,8 @@ def plot_learning_curves(df: pd.DataFrame, sidecar: dict, ax=None, max_panels: i
         a.grid(alpha=0.3)
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize="small")
+        else:  # finished runs whose curves the store lacks (a sidecar lost in transfer) leave no blank panel
+            _no_runs(a, "runs with learning curves")
     return fig
 
 

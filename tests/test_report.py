@@ -109,6 +109,10 @@ def test_every_plot_returns_axes_or_figure(df, sidecar):
     handles, labels = fig.axes[0].get_legend_handles_labels()
     assert labels == ["partial(k=1)", "full"]
     assert [h.get_color() for h in handles] == [line.get_color() for line in ax.get_lines()]
+    # A regime whose runs have no curves in the sidecar says so instead of drawing an empty panel.
+    fig = report.plot_learning_curves(df, {k: v for k, v in sidecar.items() if not k.startswith("all-")})
+    texts = [[t.get_text() for t in a.texts] for a in fig.axes[:2]]
+    assert texts == [[], ["no finished runs with learning curves"]] and not fig.axes[1].get_lines()
     # Drawing into a caller's axes, and an empty frame, both work.
     import matplotlib.pyplot as plt
 
