@@ -1,27 +1,26 @@
-"""``python -m ftlib speed``: ftlib side by side with the PyTorch tutorial's loops, in one process.
+"""``python -m benchmarks.speed`` (``./run speed``): ftlib side by side with the PyTorch tutorial's loops, in one process.
 
-Four ratios, each from the same run on the current machine (lite0, hymenoptera, the
+Five ratios, each from the same run on the current machine (lite0, hymenoptera, the
 ``cpu`` profile's resolution), written to ``speed.json`` and explained in ``speed.md``:
 
 - ``fit_vs_tutorial``: training images/s of ``ftlib.fit`` (full) / the tutorial's fine-tuning loop;
+- ``fit_vs_bare_step``: training images/s of ``ftlib.fit`` (full) / bare channels-last training steps
+  on one fixed batch (``benchmarks.steps``), the ceiling any loop reaches on this machine;
 - ``probe_vs_sgd_head``: seconds of the tutorial's fixed-feature extractor / ftlib's linear probe;
 - ``partial1_vs_full``: seconds of ``fit`` with ``partial(k=1)`` / with ``full``;
 - ``eval_vs_naive``: images/s of ``ftlib.evaluate`` / the tutorial's PIL + DataLoader eval loop.
 
-Also the bare training-step rate in both memory formats (the ceiling of ``fit_vs_tutorial``) and where a
-step's time goes (both from ``ftlib.steps``), and,
-where CUDA is present, the GPU item of ``ftlib.speed_gpu``.
+Also the bare training-step rate in NCHW and where a channels-last step's time goes (both from
+``benchmarks.steps``), and, where CUDA is present, the GPU item of ``benchmarks.speed_gpu``.
 
 Example:
     >>> main(tiny=True, out="/tmp/speed")  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import contextlib
+import argparse
 import json
-import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,67 +30,35 @@ from unittest import mock
 
 import torch
 
-from . import hyper, sources
-from .datasets import load_dataset
-from .fuse import fold_batchnorm
-from .probe import linear_probe
-from .profiles import get_profile
-from .runs import param_groups
-from .steps import BACKBONE, BATCH, SEED, build, step_profile, step_rate, warm_up
-from .strategies import PROBE_C_GRID, Full, Partial, trainable_parameters
-from .train import evaluate, fit
+from ftlib import sources
+from ftlib.errors import FtlibError
+from ftlib.fuse import fold_batchnorm
+from ftlib.probe import linear_probe
+from ftlib.profiles import get_profile
+from ftlib.strategies import PROBE_C_GRID, Full, Partial
+from ftlib.train import evaluate
+
+from .common import BACKBONE, BATCH, DATASET, SEED, benchmark_dataset, build, ftlib_fit, log, machine
+from .speed_gpu import gpu_markdown, gpu_throughput
+from .steps import step_profile, step_rate, warm_up
 from .tutorial import naive_eval, split_files, tutorial_finetune, tutorial_fixed_feature
 
-DATASET = "hymenoptera"
 # fit runs are repeated in alternating order and the fastest kept: a burst of load from other
 # processes then hits neither side in particular
 FIT_REPEATS = 2
 EVAL_REPEATS = 3  # eval passes are a few seconds: the median of 3 damps noise from other processes
 # metric -> (target, higher is better, what ftlib / baseline columns hold)
-TARGETS = {"fit_vs_tutorial": (2.0, True, "train images/s"), "probe_vs_sgd_head": (20.0, True, "seconds"),
-           "partial1_vs_full": (0.5, False, "seconds"), "eval_vs_naive": (2.0, True, "test images/s")}
-
-
-def log(msg: str) -> None:
-    print(f"[speed] {msg}", file=sys.stderr, flush=True)  # progress on stderr, the table on stdout
-
-
-def ftlib_fit(bb, ds, strategy, epochs: int, amp: bool = True, channels_last: bool = True, batch: int = BATCH,
-              min_epoch_images: int = 0) -> tuple:
-    """``ftlib.fit`` as ``ftlib.run`` calls it; returns ``(seconds, train images seen, history)``.
-
-    ``min_epoch_images=0``: one epoch is exactly one pass over train, as in the tutorial.
-    """
-    for p in bb.model.parameters():
-        p.requires_grad_(False)
-    for _, p, _ in trainable_parameters(bb, strategy):
-        p.requires_grad_(True)
-    groups = param_groups(bb, strategy, hyper.learning_rate(strategy.name, batch))
-    start = time.perf_counter()
-    hist = fit(bb.model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=epochs, batch_size=batch,
-               seed=SEED, bn=strategy.bn, amp=amp, channels_last=channels_last, progress=False,
-               min_epoch_images=min_epoch_images)
-    secs = time.perf_counter() - start  # fit ends on host syncs (the epoch loss, the val logits)
-    n = len(ds.train)
-    bs = min(batch, n)  # fit drops the ragged last batch: count only the images it trained on
-    steps = max(1, n * max(1, math.ceil(min_epoch_images / n)) // bs)
-    return secs, steps * bs * len(hist.train_loss), hist
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    return {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu_model": cpu,
-            "torch_version": str(torch.__version__), "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg_1_5_15min": os.getloadavg(),
-            "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}}
+# fit_vs_tutorial's bar is 1.5, not 2: the bare channels-last step itself is only 1.56-1.87x the tutorial's loop
+# on a 2-core AVX2 CPU (docs/performance.md), so fit_vs_bare_step (how close fit gets to that ceiling) carries the rest
+TARGETS = {"fit_vs_tutorial": (1.5, True, "train images/s"), "fit_vs_bare_step": (0.85, True, "train images/s"),
+           "probe_vs_sgd_head": (20.0, True, "seconds"), "partial1_vs_full": (0.5, False, "seconds"),
+           "eval_vs_naive": (2.0, True, "test images/s")}
 
 
 def measure(tiny: bool) -> dict:
     res = 64 if tiny else get_profile("cpu").resolution[DATASET]
     epochs, ff_epochs, reps = (1, 1, 1) if tiny else (2, 25, FIT_REPEATS)
-    ds = load_dataset(DATASET, 4 if tiny else "all", SEED, res, max_test_per_class=10 if tiny else None)
+    ds = benchmark_dataset(res, tiny)
     files = {p: split_files(ds, p) for p in ("train", "val", "test")}
     k = len(ds.classes)
     d = {"tiny": tiny, "machine": machine(), "backbone": BACKBONE, "dataset": DATASET, "resolution": res,
@@ -171,11 +138,11 @@ def measure(tiny: bool) -> dict:
     d["eval_vs_naive_incl_fold_build"] = (len(ds.test) / (d["ftlib_eval_seconds"] + d["fold_build_seconds"])
                                           / d["naive_eval_images_per_s"])
 
-    from .speed_gpu import gpu_throughput  # speed_gpu builds on this module's helpers: imported when used
-
     d["gpu"], d["gpu_note"] = gpu_throughput(tiny)
     d["loadavg_at_end"] = os.getloadavg()  # other processes on the machine make every timing noisier
-    return {"fit_vs_tutorial": float(fit_ratio), "probe_vs_sgd_head": float(probe_ratio),
+    bare_ratio = d["full_images_per_s"] / d["step_images_per_s"]["channels_last"]
+    return {"fit_vs_tutorial": float(fit_ratio), "fit_vs_bare_step": float(bare_ratio),
+            "probe_vs_sgd_head": float(probe_ratio),
             "partial1_vs_full": float(partial_ratio), "eval_vs_naive": float(eval_ratio), "details": d}
 
 
@@ -188,6 +155,7 @@ def passes(result: dict, metric: str) -> bool:
 def table(result: dict) -> list:
     d = result["details"]
     cols = {"fit_vs_tutorial": (d["full_images_per_s"], d["tutorial_images_per_s"]),
+            "fit_vs_bare_step": (d["full_images_per_s"], d["step_images_per_s"]["channels_last"]),
             "probe_vs_sgd_head": (d["probe_seconds"], d["sgd_head_seconds"]),
             "partial1_vs_full": (d["partial1_seconds"], d["full_seconds"]),
             "eval_vs_naive": (d["ftlib_eval_images_per_s"], d["naive_eval_images_per_s"])}
@@ -218,12 +186,10 @@ def text_table(rows: list) -> str:
 
 def write_markdown(result: dict, rows: list, path: Path) -> None:
     d, m = result["details"], result["details"]["machine"]
-    from .speed_gpu import gpu_markdown
-
     gpu = d["gpu_note"] if d["gpu"] is None else gpu_markdown(d["gpu"])
     text = f"""# ftlib speed benchmark{' (tiny plumbing run: the ratios mean nothing)' if d['tiny'] else ''}
 
-Generated by `python -m ftlib speed{' --tiny' if d['tiny'] else ''}` in one process on: {m['cores']} cores,
+Generated by `python -m benchmarks.speed{' --tiny' if d['tiny'] else ''}` in one process on: {m['cores']} cores,
 {m['cpu_model']}, torch {m['torch_version']} ({m['torch_threads']} threads). `{d['backbone']}`, {d['dataset']}
 (train {d['n_train']}, val {d['n_val']}, test {d['n_test']} images), {d['resolution']} px, batch {d['batch_size']}.
 
@@ -231,7 +197,7 @@ Generated by `python -m ftlib speed{' --tiny' if d['tiny'] else ''}` in one proc
 
 ## What each baseline does
 
-The baselines are in `ftlib/tutorial.py`, written from the PyTorch tutorial "Transfer Learning for
+The baselines are in `benchmarks/tutorial.py`, written from the PyTorch tutorial "Transfer Learning for
 Computer Vision": every image of every epoch is opened with PIL (`ImageFolder`'s loader) and
 transformed (`RandomResizedCrop`, `RandomHorizontalFlip`, `ToTensor`, `Normalize` for training;
 `Resize` + `CenterCrop` for evaluation), batched by a `DataLoader` (shuffle, `num_workers=0`), fed as
@@ -246,8 +212,10 @@ NCHW tensors, with `loss.item()` and a correct-count `.item()` every step, SGD m
   training steps on one fixed batch (no data, no evaluation) run {d['step_images_per_s']['channels_last']:.1f}
   images/s channels-last and {d['step_images_per_s']['nchw']:.1f} NCHW, a ratio of
   {d['step_images_per_s']['channels_last'] / d['step_images_per_s']['nchw']:.2f}. Where a channels-last step's
-  CPU time goes (`ftlib.steps.step_profile`, self time by operator family):
+  CPU time goes (`benchmarks.steps.step_profile`, self time by operator family):
   {_profile_line(d['step_profile_channels_last'])}.
+- **fit_vs_bare_step**: `ftlib.fit` with `full()` (the same run as above) vs the bare channels-last
+  step rate: how much of the ceiling fit reaches with its data handling, augmentation and val passes.
 - **probe_vs_sgd_head**: the tutorial's "ConvNet as fixed feature extractor"
   ({d['fixed_feature_epochs']} epoch(s) of SGD on the head through the frozen body, whose BatchNorm stays in
   train mode as in the tutorial) vs `ftlib.probe.linear_probe`: features extracted once with a cold cache, then L2
@@ -273,7 +241,7 @@ image files (the baseline reads the very files behind ftlib's split), resolution
 epochs and val set. Departures from the tutorial page, each in the baseline's favour or neutral:
 batch 32 instead of 4 (faster per image on a CPU) with the lr scaled linearly (0.001 x 32/4);
 `num_workers=0` because loader workers would share the same CPU cores as the training step;
-flush-denormal is on for both sides (`ftlib.fit` sets it process-wide), and so are the allocator
+flush-denormal is on for both sides (set once at the start of the benchmark), and so are the allocator
 settings the process started with ({m['malloc_env']}; `./run` keeps freed memory in glibc's heap, which
 speeds up both sides alike). A warm-up step in both
 memory formats runs before any timing. Not charged to ftlib: the one-off decode of the dataset
@@ -290,7 +258,7 @@ Every raw number is under `details` in `speed.json`.
 
 def main(tiny: bool = False, out: str = ".") -> int:
     """Measure, print the table, write ``speed.json`` and ``speed.md`` into ``out``; 0 when it ran."""
-    torch.set_flush_denormal(True)  # ftlib.fit sets this process-wide anyway: on from the start, for both sides
+    torch.set_flush_denormal(True)  # as fit(flush_denormal=True) does, on from the start for both sides alike
     result = measure(tiny)
     rows = table(result)
     out_dir = Path(out)
@@ -300,3 +268,27 @@ def main(tiny: bool = False, out: str = ".") -> int:
     print(text_table(rows))
     print(f"wrote {out_dir / 'speed.json'} and {out_dir / 'speed.md'}")
     return 0
+
+
+def cli(argv=None) -> int:
+    """``python -m benchmarks.speed [--tiny] [--out DIR] [--gpu]``; a missing GPU is a one-line error, exit 2."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.speed",
+                                description="ftlib side by side with the PyTorch tutorial's loops "
+                                            "(writes speed.json and speed.md)",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--tiny", action="store_true", help="seconds-long plumbing check (used by the tests)")
+    p.add_argument("--out", default=".", help="directory for speed.json and speed.md")
+    p.add_argument("--gpu", action="store_true", help="only the GPU item (needs CUDA): speed-gpu.json and speed-gpu.md")
+    args = p.parse_args(argv)
+    try:
+        if args.gpu:
+            from .speed_gpu import main as gpu_main
+            return gpu_main(tiny=args.tiny, out=args.out)
+        return main(tiny=args.tiny, out=args.out)
+    except FtlibError as e:
+        print(f"speed: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,6 +1,6 @@
 """The bare training step of lite0, the ceiling of ``fit_vs_tutorial``: its rate and where its time goes.
 
-``python -m ftlib speed`` reports both beside its side-by-side ratios; they are here on their own so a
+``python -m benchmarks.speed`` reports both beside its side-by-side ratios; they are here on their own so a
 reader can time or profile a step without running the benchmark.
 
 Example:
@@ -16,19 +16,7 @@ import time
 
 import torch
 
-from .backbones import load_backbone
-
-BACKBONE = "timm/tf_efficientnet_lite0"
-BATCH = 32
-SEED = 0
-
-
-def build(num_classes: int, name: str = BACKBONE, pretrained: bool = True, device="cpu"):
-    """The backbone with a fresh head, seeded: both sides of a comparison start from the same weights."""
-    torch.manual_seed(SEED)
-    bb = load_backbone(name, num_classes=num_classes, pretrained=pretrained)
-    bb.model.to(device)
-    return bb
+from .common import BATCH, build
 
 
 def warm_up(num_classes: int, res: int) -> None:

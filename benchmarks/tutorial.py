@@ -1,4 +1,4 @@
-"""The baseline ``ftlib speed`` compares against: the PyTorch "Transfer Learning for Computer Vision" tutorial.
+"""The baseline ``benchmarks.speed`` compares against: the PyTorch "Transfer Learning for Computer Vision" tutorial.
 
 Written from the tutorial's published recipe (pytorch.org/tutorials/beginner/transfer_learning_tutorial):
 ``ImageFolder``-style PIL loading with the transforms re-run on every image of every epoch,
@@ -26,7 +26,7 @@ from torch import nn
 from torchvision import transforms
 from torchvision.datasets.folder import default_loader
 
-from . import sources
+from ftlib import sources
 
 TUTORIAL_LR = 0.001 * 32 / 4  # the tutorial's lr at batch 4, scaled linearly to batch 32
 TUTORIAL_BATCH = 32

@@ -1,4 +1,8 @@
-"""Command line: ``python -m ftlib bench | speed | readme | compare | notebooks``. Bad input: one line, exit code 2."""
+"""Command line: ``python -m ftlib bench | compare``. Bad input: one line, exit code 2.
+
+The speed benchmark is ``python -m benchmarks.speed`` (``./run speed``); the README and notebook
+rewriters are ``tools/readme.py`` and ``tools/notebooks.py`` (``./run readme``, ``./run notebooks``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -60,19 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="results directory (default: data/results/<profile>)")
     b.add_argument("--jobs", default=1, type=_positive("--jobs"),
                    help="worker processes running runs side by side, torch's threads split between them "
-                        "(README, Cost and speed: 1.10x on 2 cores)")
+                        "(docs/performance.md: 1.10x on 2 cores)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
-    s = sub.add_parser("speed", help="side-by-side speed benchmark (writes speed.json and speed.md)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--tiny", action="store_true", help="seconds-long plumbing check (used by the tests)")
-    s.add_argument("--out", default=".", help="directory for speed.json and speed.md")
-    s.add_argument("--gpu", action="store_true", help="only the GPU item (needs CUDA): speed-gpu.json and speed-gpu.md")
-    sub.add_parser("readme", help="regenerate README's headline and literature blocks from results/")
     c = sub.add_parser("compare", help="main-grid test accuracy of two results stores, cell by cell, vs seed noise")
     c.add_argument("reference", help="results directory, e.g. results")
     c.add_argument("rerun", help="results directory, e.g. data/results/cpu")
-    n = sub.add_parser("notebooks", help="re-execute notebooks/*.ipynb in place (FTLIB_PROFILE, default cpu)")
-    n.add_argument("names", nargs="*", help="notebook files (default: all)")
     return p
 
 
@@ -97,16 +93,6 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         if args.command == "bench":
             return bench_main(args)
-        if args.command == "speed":
-            if args.gpu:
-                from .speed_gpu import main as speed_gpu_main
-                return speed_gpu_main(tiny=args.tiny, out=args.out)
-            from .speed import main as speed_main
-            return speed_main(tiny=args.tiny, out=args.out)
-        if args.command == "readme":
-            from .headline import update_readme
-            update_readme()
-            return 0
         if args.command == "compare":
             from .headline import compare_stores
             t = compare_stores(args.reference, args.rerun)
@@ -114,9 +100,6 @@ def main(argv=None) -> int:
             print(f"cells within 2 standard errors: {int(t.within_2se.sum())}/{len(t)}; "
                   f"largest |diff| {t['diff'].abs().max():.3f}")
             return 0
-        if args.command == "notebooks":
-            from .notebooks import execute_all
-            return execute_all(args.names)
         parser.print_help()
         return 2
     except FtlibError as e:

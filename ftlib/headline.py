@@ -1,12 +1,10 @@
-"""The README's headline: table, plot and literature checks computed from a committed results store.
+"""The README's headline: table and literature checks computed from a results store, as markdown.
 
-``python -m ftlib readme`` rewrites the README blocks between ``<!-- headline -->`` and
-``<!-- /headline -->`` (and ``literature``) from ``results/``, so the numbers a reader
-sees are the store's means and standard deviations, never typed by hand.
+Pure functions of the store; ``./run readme`` (``tools/readme.py``) writes their blocks into the
+README, so the numbers a reader sees are the store's means and standard deviations, never typed by hand.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ import pandas as pd
 
 from .errors import FtlibError
 from .paths import REPO_ROOT
-from .report import summary_table, to_markdown, write_summary
+from .report import summary_table, to_markdown
 from .store import ResultStore
 
 COLUMNS = ["test_acc", "n_seeds", "train_seconds", "trainable_params", "peak_mem_mb"]
@@ -125,29 +123,6 @@ def headline(results_dir) -> dict:
     table = to_markdown(summary_table(df), columns=COLUMNS)
     return {"headline": f"{meta}\n\n{table}\n![accuracy vs shots]({rel})\n",
             "literature": literature(df, side) + "\n"}
-
-
-def update_readme(readme=REPO_ROOT / "README.md", results_dir=REPO_ROOT / "results") -> None:
-    """Rewrite the generated blocks of the README in place, with the headline plot and the store's summary."""
-    import matplotlib.pyplot as plt
-
-    from .bench import grid
-    from .report import plot_acc_vs_shots
-
-    store = ResultStore(results_dir)
-    df = store.frame()
-    main = {c.run_id() for c in grid("cpu")}  # the main grid only, not notebook extras
-    fig = plot_acc_vs_shots(df[df.run_id.isin(main)])
-    fig.savefig(store.path / PLOT, dpi=110)
-    plt.close(fig)
-    write_summary(store.path, run_ids=main)
-    text = Path(readme).read_text(encoding="utf-8")
-    for name, block in headline(results_dir).items():
-        pattern = re.compile(rf"(<!-- {name} -->\n).*?(<!-- /{name} -->)", re.S)
-        if not pattern.search(text):
-            raise ValueError(f"README has no <!-- {name} --> ... <!-- /{name} --> block")
-        text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
-    Path(readme).write_text(text, encoding="utf-8")
 
 
 def compare_stores(reference, rerun) -> pd.DataFrame:

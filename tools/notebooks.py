@@ -1,13 +1,12 @@
-"""Re-execute the notebooks in place (``python -m ftlib notebooks``) and strip volatile metadata."""
+"""Re-execute the notebooks in place (``./run notebooks``, ``python -m tools.notebooks [names]``) and strip volatile metadata."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
-from .paths import REPO_ROOT
-
-NOTEBOOKS = REPO_ROOT / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def strip(nb) -> None:
@@ -44,6 +43,7 @@ def execute(path: Path, timeout: int = 3600) -> float:
 
 
 def execute_all(names=None) -> int:
+    """Execute ``names`` (default: every ``notebooks/NN-*.ipynb``) in place, one after the other."""
     os.environ.setdefault("FTLIB_PROFILE", "cpu")
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     paths = [Path(n) for n in names] if names else sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
@@ -51,3 +51,7 @@ def execute_all(names=None) -> int:
         print(f"[ftlib] executing {p} (profile {os.environ['FTLIB_PROFILE']}) ...", flush=True)
         print(f"[ftlib] {p.name}: {execute(p):.0f}s", flush=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(execute_all(sys.argv[1:]))
