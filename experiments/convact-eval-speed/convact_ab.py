@@ -2,19 +2,22 @@
 
 Hymenoptera's test split at 160 px, lite0 with a fresh 2-class head; 6 rounds, the two sides alternating
 in one process, each timed on its second pass (the copy's build excluded). Run from the repository root:
-    ./run python results/cpu/convact_ab.py > results/cpu/convact_ab.txt
+    ./run python experiments/convact-eval-speed/convact_ab.py > experiments/convact-eval-speed/convact_ab.txt
 """
 import statistics
 import time
 from unittest import mock
 
+import torch
+
 import ftlib.fuse as fuse
+from ftlib.backbones import load_backbone
 from ftlib.datasets import load_dataset
-from ftlib.steps import build
 from ftlib.train import evaluate
 
 ds = load_dataset("hymenoptera", "all", 0, 160)
-bb = build(2)
+torch.manual_seed(0)
+bb = load_backbone("timm/tf_efficientnet_lite0", num_classes=2)
 fold = fuse._fold
 seconds, acc = {"ConvAct": [], "plain fold": []}, {}
 for rnd in range(6):

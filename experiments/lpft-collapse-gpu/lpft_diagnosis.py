@@ -2,8 +2,9 @@
 
 Run on a CUDA machine from the repository root (output: lpft_gpu.jsonl in $OUT, kept here as
 lpft_diagnosis.jsonl; 12 runs, 206 s on an H200 on 2026-11-26):
-    PYTHONPATH=$PWD FTLIB_DATA=$PWD/data OUT=/tmp python3 results/gpu/lpft_diagnosis.py
+    PYTHONPATH=$PWD FTLIB_DATA=$PWD/data OUT=/tmp python3 experiments/lpft-collapse-gpu/lpft_diagnosis.py
 The three cells are the ones whose default-lr LP-FT run collapsed in results/gpu/fashion_mnist.
+Written for ftlib 0.1.0's RunConfig (image_budget, min_epochs, max_epochs); see README.md here.
 """
 import json, os, sys, time, torch
 from ftlib.runs import RunConfig, run
