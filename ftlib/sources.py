@@ -71,9 +71,49 @@ class FolderSource:
         return images, labels, classes, np.array([items[i][2] for i in keep])
 
 
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode as 8-bit RGB, one stated rule per kind of image (``convert("RGB")`` alone clips 16 bits).
+
+    - RGB, L (grey), 1-bit (black 0, white 255), CMYK, YCbCr, LAB, HSV: PIL's own conversion.
+      16-bit RGB(A) PNGs already open as 8-bit RGB(A) (PIL keeps each sample's high byte).
+    - 16-bit grey (``I;16``, ``I;16B``, ...): scaled by the full 16-bit range, ``v * 255 / 65535``,
+      so a dark exposure stays dark as a viewer shows it (no per-image contrast stretch).
+    - 32-bit integer grey (``I``): the same 16-bit scale when every value is in 0..65535 (how 16-bit
+      images arrive in this mode), else the image's own min..max.
+    - float grey (``F``): values in [0, 1] times 255; values in [0, 255] as they are; anything
+      else the image's own min..max; NaN counts as 0.
+    - transparency (RGBA, LA, PA, premultiplied modes, a palette or grey/RGB image with a transparent
+      colour): composited on white. Dropping alpha would show whatever colour the transparent pixels
+      happen to store (often black, sometimes leftovers); white is what the image looks like on a page.
+
+    Example:
+        >>> np.asarray(to_rgb(Image.fromarray(np.array([[0, 65535]], np.uint16))))[0, :, 0]
+        array([  0, 255], dtype=uint8)
+    """
+    if im.mode == "P":
+        alpha = "transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA")
+        im = im.convert("RGBA" if alpha else "RGB")
+    elif im.mode in ("1", "L", "RGB") and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if im.mode.startswith("I") and 0 <= lo and hi <= 65535:
+            a = a * (255 / 65535)
+        elif im.mode == "F" and 0 <= lo and hi <= 1:
+            a = a * 255
+        elif not (im.mode == "F" and 0 <= lo and hi <= 255):
+            a = (a - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(a)
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8)).convert("RGB")  # 2-D uint8: L
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
 def center_crop(im: Image.Image, resolution: int) -> np.ndarray:
-    """The one preprocessing of a stored image: RGB, shorter side resized to ``resolution``, centre crop."""
-    im = im.convert("RGB")
+    """The one preprocessing of a stored image: ``to_rgb``, shorter side resized to ``resolution``, centre crop."""
+    im = to_rgb(im)
     w, h = im.size
     s = resolution / min(w, h)
     im = im.resize((max(resolution, round(w * s)), max(resolution, round(h * s))), Image.BILINEAR, reducing_gap=3.0)
