@@ -16,7 +16,7 @@ import torch
 from .backbones import DEFAULT_BACKBONE, load_backbone
 from .datasets import DATASETS, clear_memory, load_dataset
 from .errors import FtlibError, unknown
-from .paths import REPO_ROOT, data_root
+from .paths import CLONE_ROOT, data_root
 from .profiles import get_profile
 from .report import summary_table, to_markdown, write_summary
 from .runs import RunConfig, run
@@ -75,12 +75,15 @@ def default_out(profile: str) -> Path:
 
 
 def default_store(profile: str) -> Path:
-    """Where notebooks load-else-run: the committed ``results/`` store for ``cpu``, else under ``data/``.
+    """Where notebooks load-else-run: in a clone the committed ``results/`` store for ``cpu``, else
+    ``<cache root>/results/notebooks-<profile>``.
 
     In the cpu profile the notebooks reuse the benchmark's finished runs, and the runs only
     they need are added beside them; the README's headline selects the main grid's run ids.
     """
-    return REPO_ROOT / "results" if profile == "cpu" else data_root() / "results" / f"notebooks-{profile}"
+    if profile == "cpu" and CLONE_ROOT:
+        return CLONE_ROOT / "results"
+    return data_root() / "results" / f"notebooks-{profile}"
 
 
 # ``bench --jobs N``: N worker processes, torch's threads split between them. Measured on this 2-core

@@ -1,0 +1,72 @@
+"""Where data goes: a clone's data/ inside a clone, the user's cache dir when ftlib is installed elsewhere."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftlib import paths
+
+CLONE = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for var in ("FTLIB_DATA", "FTLIB_DATA_MIRROR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path
+
+
+def test_a_clone_is_recognised_by_its_pyproject(tmp_path):
+    assert paths._clone_root(CLONE) == CLONE
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "something-else"\n')
+    assert paths._clone_root(tmp_path) is None
+    assert paths._clone_root(tmp_path / "missing") is None
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "ftlib"\nversion = "0.2.0"\n')
+    assert paths._clone_root(tmp_path) == tmp_path
+
+
+def test_inside_a_clone_data_goes_to_its_data_folder(clean_env, monkeypatch):
+    monkeypatch.setattr(paths, "CLONE_ROOT", CLONE)
+    assert paths.data_root() == CLONE / "data"
+    monkeypatch.setenv("FTLIB_DATA", "")  # empty means unset
+    assert paths.data_root() == CLONE / "data"
+    monkeypatch.setenv("FTLIB_DATA", str(clean_env / "mine"))
+    assert paths.data_root() == clean_env / "mine" and (clean_env / "mine").is_dir()
+
+
+def test_outside_a_clone_data_goes_to_the_user_cache_and_no_mirror_is_guessed(clean_env, monkeypatch):
+    monkeypatch.setattr(paths, "CLONE_ROOT", None)
+    assert paths.data_root() == clean_env / "xdg" / "ftlib"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")  # empty means unset: ~/.cache
+    assert paths.user_cache() == Path.home() / ".cache" / "ftlib"
+    assert paths.mirrors() == []
+    monkeypatch.setenv("FTLIB_DATA_MIRROR", os.pathsep.join([str(clean_env / "m1"), "", str(clean_env / "m2")]))
+    assert paths.mirrors() == [clean_env / "m1", clean_env / "m2"]
+
+
+def test_installed_copy_imported_from_outside_a_clone_uses_the_user_cache(tmp_path):
+    """A real, non-editable install into a folder of its own, imported with the clone nowhere on the path."""
+    target = tmp_path / "inst"
+    build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                            "--no-index", "--target", str(target), str(CLONE)],
+                           capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PIP_NO_CACHE_DIR": "1"}, cwd=tmp_path)
+    assert build.returncode == 0, build.stderr[-2000:]
+    assert (target / "ftlib" / "paths.py").is_file() and not (target / "pyproject.toml").exists()
+    env = {k: v for k, v in os.environ.items() if k not in ("FTLIB_DATA", "FTLIB_DATA_MIRROR", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(target), XDG_CACHE_HOME=str(tmp_path / "xdg"), FTLIB_DATA="")
+    code = ("import ftlib, ftlib.paths as p, ftlib.bench as b; "
+            "print(ftlib.__file__); print(p.CLONE_ROOT); print(p.data_root()); print(p.mirrors()); "
+            "print(b.default_store('cpu'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    where, clone, root, mirrors, store = proc.stdout.strip().splitlines()[-5:]
+    assert Path(where).is_relative_to(target)  # the installed copy, not the clone's editable one
+    assert clone == "None" and mirrors == "[]"
+    assert Path(root) == tmp_path / "xdg" / "ftlib" and Path(root).is_dir()
+    assert Path(store).is_relative_to(tmp_path / "xdg" / "ftlib")
+    assert not (target / "data").exists()
