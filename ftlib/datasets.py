@@ -15,7 +15,7 @@ import torch
 
 from . import sources
 from .errors import FtlibError, unknown
-from .paths import atomic_save
+from .paths import atomic_save, verified_load
 from .splits import split_indices
 from .transforms import to_float
 
@@ -91,12 +91,11 @@ def decode(name: str, resolution: int) -> Decoded:
     key = (name, resolution, src.fingerprint)
     if key in _MEMORY:
         return _MEMORY[key]
-    tag = hashlib.sha1(f"{name}|{src.fingerprint}".encode()).hexdigest()[:12]
+    tag = hashlib.sha1(f"{name}|{src.fingerprint}".encode(errors="surrogateescape")).hexdigest()[:12]
     safe = name.replace(":", "_").replace("/", "_").strip("_")[-40:]
     path = sources.cache_path(f"{safe}-{resolution}px-{tag}.pt")
-    if path.exists():
-        blob = torch.load(path, weights_only=False)
-    else:
+    blob = verified_load(path, weights_only=False)  # None when missing or damaged
+    if blob is None:
         images, labels, classes, role = src.read(resolution)
         blob = {"images": images, "labels": labels, "classes": classes, "role": role}
         atomic_save(blob, path)

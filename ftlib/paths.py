@@ -7,9 +7,16 @@ else it is ``$XDG_CACHE_HOME/ftlib`` (``~/.cache/ftlib``). ``$FTLIB_DATA`` overr
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import time
+import warnings
 from pathlib import Path
+
+import numpy as np
+
+from .errors import FtlibError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +31,11 @@ def _clone_root(root: Path = REPO_ROOT) -> Path | None:
 
 
 CLONE_ROOT = _clone_root()  # None when ftlib is imported from an installed copy (site-packages, a wheel)
+CACHE_FORMAT = 1  # the layout atomic_save writes: {"ftlib_cache": 1, "sha256": digest(payload), "payload": ...}
+# a temporary file untouched this long has no writer left (a writer appends to it continuously)
+STALE_TMP_SECONDS = 600
+NO_SPACE_HINT = "free some space or set FTLIB_DATA to another folder"
+_CLEANED: set = set()
 
 
 def user_cache() -> Path:
@@ -40,14 +52,15 @@ def data_root() -> Path:
     """
     default = CLONE_ROOT / "data" if CLONE_ROOT else user_cache()
     root = Path(os.environ.get("FTLIB_DATA") or default)  # FTLIB_DATA="" means unset
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return writable_dir(root, "set FTLIB_DATA to a writable folder")
 
 
 def cache_dir(*parts: str) -> Path:
     """A sub-folder of the cache root, created on demand (``cache_dir("weights")``)."""
-    d = data_root().joinpath(*parts)
-    d.mkdir(parents=True, exist_ok=True)
+    d = writable_dir(data_root().joinpath(*parts), "set FTLIB_DATA to a writable folder")
+    if d not in _CLEANED:  # once per folder and process: drop what killed writers left behind
+        _CLEANED.add(d)
+        clean_stale_tmp(d)
     return d
 
 
@@ -64,20 +77,168 @@ def mirrors() -> list[Path]:
     return found
 
 
-def atomic_save(obj, path: Path) -> None:
+def writable_dir(path, hint: str) -> Path:
+    """Create ``path`` if needed and check that files can be written into it; else say which setting to change.
+
+    >>> writable_dir("/proc/ftlib", "set FTLIB_DATA to a writable folder")  # doctest: +SKIP
+    FtlibError: cannot create folder /proc/ftlib (No such file or directory); set FTLIB_DATA to a writable folder
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FtlibError(f"cannot create folder {path} ({e.strerror or e}); {hint}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise FtlibError(f"folder {path} is not writable; {hint}")
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_tmp(folder, max_age: float = STALE_TMP_SECONDS) -> list:
+    """Remove ``.*.tmp`` files that killed writers left in ``folder``; return their paths.
+
+    A file is stale when the process named in it (``atomic_save`` writes ``.<name>.<pid>.<random>.tmp``)
+    is gone, or when nobody has written to it for ``max_age`` seconds.
+    """
+    removed, now = [], time.time()
+    for f in Path(folder).glob(".*.tmp"):
+        parts = f.name.split(".")
+        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+        try:
+            stale = (pid is not None and pid != os.getpid() and not _alive(pid)) or now - f.stat().st_mtime > max_age
+            if stale:
+                f.unlink()
+                removed.append(f)
+        except OSError:  # another process removed or renamed it first
+            pass
+    return removed
+
+
+def digest(obj) -> str:
+    """sha256 of ``obj``'s content: tensors and arrays by dtype, shape and bytes; containers in order.
+
+    >>> import torch
+    >>> digest({"w": torch.zeros(2)}) == digest({"w": torch.zeros(2)}) != digest({"w": torch.ones(2)})
+    True
+    """
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h, obj) -> None:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, np.ndarray):
+        h.update(f"A{obj.dtype.str}{obj.shape}|".encode())
+        h.update(repr(obj.tolist()).encode("utf-8", "surrogateescape") if obj.dtype.hasobject
+                 else np.ascontiguousarray(obj).reshape(-1).view(np.uint8))
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}|".encode())
+        for k, v in obj.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}|".encode())
+        for v in obj:
+            _feed(h, v)
+    else:
+        h.update(f"R{obj!r}|".encode("utf-8", "surrogateescape"))
+
+
+def atomic_save(obj, path: Path, checksum: bool = True, hint: str = NO_SPACE_HINT) -> None:
     """``torch.save`` to a unique temporary file beside ``path``, then rename it into place.
 
     Readers see the old file or the new one, never half of one, and two processes writing the
     same cache entry at once (``bench --jobs``) each rename a complete file of their own.
+    With ``checksum`` (every cache file) the file holds ``obj`` with its ``digest``, and
+    ``verified_load`` reads it back; a failed write names the file and ``hint``.
+
+    Example:
+        >>> atomic_save({"w": torch.zeros(2)}, path)  # doctest: +SKIP
+        >>> verified_load(path)  # doctest: +SKIP
+        {'w': tensor([0., 0.])}
     """
     import torch
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if checksum:
+        obj = {"ftlib_cache": CACHE_FORMAT, "sha256": digest(obj), "payload": obj}
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    except OSError as e:
+        raise FtlibError(f"cannot write {path} ({e.strerror or e}); {hint}") from None
+    out = None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            out = _Writer(f)
+            torch.save(obj, out)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        # torch turns a failed write (disk full) into a RuntimeError about positions: report the OSError
+        err = e if isinstance(e, OSError) else getattr(out, "error", None)
+        if err is not None:
+            raise FtlibError(f"cannot write {path} ({err.strerror or err}); {hint}") from None
         raise
+
+
+class _Writer:
+    """A file that remembers the OSError of a failed write (torch.save reports only its own error)."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self):
+        self.f.flush()
+
+
+def verified_load(path, **load_kwargs):
+    """Read a file ``atomic_save`` wrote; None when it is missing, or damaged (then it is named in a
+    warning and deleted, so the caller rebuilds it): never a half-written or altered cache entry.
+
+    ``load_kwargs`` go to ``torch.load`` (e.g. ``weights_only=True``).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, **{"map_location": "cpu", **load_kwargs})
+        if not isinstance(blob, dict) or "ftlib_cache" not in blob:
+            problem = "no checksum: written by an older ftlib, or not an ftlib cache file"
+        elif blob.get("ftlib_cache") != CACHE_FORMAT:
+            problem = f"cache format {blob.get('ftlib_cache')!r}, this ftlib reads {CACHE_FORMAT}"
+        elif blob.get("sha256") != digest(blob.get("payload")):
+            problem = "checksum mismatch: its bytes changed after it was written"
+        else:
+            return blob["payload"]
+    except Exception as e:  # truncated or overwritten bytes fail in the zip reader or the unpickler
+        problem = f"unreadable: {type(e).__name__}"
+    warnings.warn(f"cache file {path} is damaged ({problem}); discarding it and rebuilding", stacklevel=2)
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return None

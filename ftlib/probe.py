@@ -17,7 +17,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from .paths import atomic_save, cache_dir
+from .paths import atomic_save, cache_dir, verified_load
 from .transforms import prepare
 from .fuse import folded_view
 from .train import EVAL_BATCH, autocast, device_of
@@ -44,7 +44,7 @@ def extract_features(bb, split, batch_size: int = EVAL_BATCH, cache: bool = True
         weights = sum(float(p.detach().double().abs().sum()) for p in bb.model.parameters() if id(p) not in head)
         tag = hashlib.sha1(f"{bb.name}|{split.source}|{weights:.6e}".encode()).hexdigest()[:16]
         path = cache_dir("cache", "features") / f"{bb.name.replace('/', '_')}-{tag}.pt"
-    store = torch.load(path, weights_only=True) if path is not None and path.exists() else {}
+    store = (verified_load(path, weights_only=True) if path is not None else None) or {}
     known = {int(i): f for i, f in zip(store.get("index", torch.zeros(0)), store.get("feats", torch.zeros(0)))}
     todo = [j for j, i in enumerate(split.indices.tolist()) if i not in known]
     if todo:
@@ -86,8 +86,8 @@ def fit_logistic(train_x, train_y, val_x, val_y, c_grid, num_classes: int):
     key = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in (train_x, train_y, val_x, val_y))
                        + repr((sorted(c_grid), num_classes, PROBE_SOLVER)).encode()).hexdigest()[:20]
     memo = cache_dir("cache", "probes") / f"{key}.pt"
-    if memo.exists():
-        blob = torch.load(memo, weights_only=False)
+    blob = verified_load(memo, weights_only=False)
+    if blob is not None:
         return blob["weight"], blob["bias"], pd.DataFrame(blob["path"])
     mu, sigma = train_x.mean(0), train_x.std(0) + 1e-6
     tx, vx = (train_x - mu) / sigma, (val_x - mu) / sigma

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .errors import FtlibError
-from .paths import atomic_save, cache_dir
+from .paths import atomic_save, cache_dir, verified_load
 
 # timm model name -> (python package of the PyPI wheel, how to install it)
 PACKAGED = {
@@ -59,8 +59,9 @@ def convert_state_dict(source: dict, target: dict) -> dict:
 def load_packaged_weights(model: nn.Module, model_name: str) -> None:
     """Load the converted offline weights into a timm ``tf_efficientnet_lite*`` model (strict)."""
     cached = cache_dir("weights") / f"{model_name}.pth"
-    if not cached.exists():
+    converted = verified_load(cached, weights_only=True)  # None when missing or damaged
+    if converted is None:
         source = torch.load(packaged_file(model_name), map_location="cpu", weights_only=True)
         converted = convert_state_dict(source, model.state_dict())
         atomic_save(converted, cached)
-    model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True), strict=True)
+    model.load_state_dict(converted, strict=True)
