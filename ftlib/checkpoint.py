@@ -10,8 +10,12 @@ from PIL import Image
 
 from .backbones import load_backbone
 from .errors import FtlibError
-from .paths import atomic_save
+from .paths import atomic_save, digest
 from .train import predict_logits
+
+# version 1: state_dict + config + sha256 of the weights; a reader refuses versions it does not know
+CHECKPOINT_FORMAT = 1
+_FIELDS = ("backbone", "classes", "resolution", "mean", "std", "meta", "state_dict")
 
 
 @dataclass
@@ -38,24 +42,74 @@ def save_finetuned(path, bb, classes, resolution: int, meta: dict | None = None)
     # plain Python types only, so torch.load(weights_only=True) can read it back (torch.__version__ is a str subclass)
     plain = {k: (v if v is None or type(v) in (bool, int, float) else str(v)) for k, v in (meta or {}).items()
              if isinstance(v, (str, int, float, bool, type(None)))}
-    blob = {"backbone": bb.name, "classes": list(classes), "resolution": int(resolution),
-            "mean": list(bb.mean), "std": list(bb.std), "meta": plain,
-            "state_dict": {k: v.detach().cpu().contiguous() for k, v in bb.model.state_dict().items()}}
-    atomic_save(blob, path)
+    state = {k: v.detach().cpu().contiguous() for k, v in bb.model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise FtlibError(f"refusing to save {path}: non-finite weights (NaN or inf) in {', '.join(bad[:3])}")
+    blob = {"format": CHECKPOINT_FORMAT, "sha256": digest(state), "backbone": bb.name, "classes": list(classes),
+            "resolution": int(resolution), "mean": list(bb.mean), "std": list(bb.std), "meta": plain,
+            "state_dict": state}
+    atomic_save(blob, path, checksum=False, hint="choose a path in a writable folder with free space")
     return path
 
 
 def load_finetuned(path, device="cpu") -> FineTuned:
-    """Rebuild the architecture (no download: ``pretrained=False``) and load the saved weights."""
+    """Rebuild the architecture (no download: ``pretrained=False``) and load the saved weights.
+
+    The file is checked before it is used: its format version, the sha256 of its weights, finite
+    values, and that every tensor fits the architecture; anything else is an ``FtlibError`` naming
+    the file and the problem.
+    """
     path = Path(path)
-    if not path.exists():
-        raise FtlibError(f"no saved model at {path}; save one with ftlib.save_finetuned(path, bb, classes, resolution)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    bb = load_backbone(blob["backbone"], num_classes=len(blob["classes"]), pretrained=False)
-    bb.model.load_state_dict(blob["state_dict"], strict=True)
+    blob = _read_checkpoint(path)
+    try:
+        bb = load_backbone(blob["backbone"], num_classes=len(blob["classes"]), pretrained=False)
+    except FtlibError as e:
+        raise FtlibError(f"saved model {path} names a backbone this ftlib cannot build: {e}") from None
+    try:
+        bb.model.load_state_dict(blob["state_dict"], strict=True)
+    except RuntimeError as e:  # missing/unexpected keys or wrong shapes (e.g. another number of classes)
+        detail = " ".join(str(e).split())[:300]
+        raise FtlibError(f"saved model {path} does not fit {blob['backbone']} with {len(blob['classes'])} "
+                         f"classes: {detail}") from None
     bb.model.to(device).eval()
     return FineTuned(bb.model, blob["classes"], blob["resolution"], tuple(blob["mean"]), tuple(blob["std"]),
                      blob["meta"])
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """The checked contents of a ``save_finetuned`` file, or an ``FtlibError`` naming what is wrong."""
+    how = "save one with ftlib.save_finetuned(path, bb, classes, resolution)"
+    if path.is_dir():
+        raise FtlibError(f"{path} is a folder, not a saved model file; {how}")
+    if not path.exists():
+        raise FtlibError(f"no saved model at {path}; {how}")
+    if path.stat().st_size == 0:
+        raise FtlibError(f"saved model {path} is empty (0 bytes): an interrupted copy or write; save it again")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated / overwritten zip, a pickle of code objects, a text file
+        raise FtlibError(f"cannot read saved model {path}: damaged, truncated, or not a file save_finetuned "
+                         f"wrote ({type(e).__name__})") from None
+    if not isinstance(blob, dict) or not all(k in blob for k in _FIELDS):
+        raise FtlibError(f"{path} is not a model saved by ftlib.save_finetuned (a torch file without its "
+                         f"fields: {', '.join(_FIELDS)})")
+    if "format" not in blob or "sha256" not in blob:
+        raise FtlibError(f"saved model {path} has no format version or checksum, so it cannot be verified; "
+                         "save it again with this ftlib")
+    if blob["format"] != CHECKPOINT_FORMAT:
+        raise FtlibError(f"saved model {path} has format {blob['format']!r}; this ftlib reads format "
+                         f"{CHECKPOINT_FORMAT}")
+    state = blob["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FtlibError(f"saved model {path} is damaged: its state_dict is not a dict of tensors")
+    if digest(state) != blob["sha256"]:
+        raise FtlibError(f"saved model {path} is damaged: the weights' sha256 does not match the one stored "
+                         "when it was saved")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise FtlibError(f"saved model {path} holds non-finite weights (NaN or inf) in {', '.join(bad[:3])}")
+    return blob
 
 
 def _as_uint8(images, resolution: int) -> torch.Tensor:
@@ -74,7 +128,7 @@ def _as_uint8(images, resolution: int) -> torch.Tensor:
 
 
 def predict(model: FineTuned, images, top: int = 1):
-    """Class names and probabilities for images (file paths, PIL images or a uint8 tensor batch).
+    """Class names and probabilities for images (a path, a list of paths or PIL images, or a uint8 batch).
 
     Returns a list with, per image, ``[(class_name, probability), ...]`` (``top`` best).
 
@@ -83,6 +137,13 @@ def predict(model: FineTuned, images, top: int = 1):
         >>> predict(ft, ["bee.jpg"])  # doctest: +SKIP
         [[('bees', 0.97)]]
     """
+    if isinstance(images, (str, Path)):  # one file
+        images = [images]
+    if not isinstance(images, torch.Tensor) and len(images) == 0:
+        raise FtlibError("predict needs at least one image (a path, a list of paths or PIL images, or a uint8 "
+                         "tensor); got an empty list")
+    if isinstance(images, torch.Tensor) and images.numel() == 0:
+        raise FtlibError("predict needs at least one image; got an empty tensor")
     batch = _as_uint8(images, model.resolution)
 
     probs = torch.softmax(predict_logits(model.model, _Wrap(batch, model.resolution), model.mean, model.std), 1)
