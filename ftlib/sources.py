@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
 import urllib.request
 import warnings
@@ -17,6 +18,7 @@ from PIL import Image
 
 from .errors import FtlibError
 from .paths import cache_dir, data_root, mirrors
+from .splits import check_class_counts
 
 # the extensions torchvision's ImageFolder accepts (it skips hymenoptera's stray imageNotFound.gif too)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
@@ -40,23 +42,32 @@ class FolderSource:
     skip_classes: tuple = ()
 
     def files(self):
-        items = []
+        items, folders = [], []
         for sub, role in self.roles.items():
             base = self.root / sub if sub else self.root
             for cdir in sorted(p for p in base.iterdir() if p.is_dir() and p.name not in self.skip_classes):
+                folders.append(cdir)
                 items += [(f, cdir.name, role) for f in sorted(cdir.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
+        present = {c for _, c, _ in items}
+        empty = [str(d.relative_to(self.root)) for d in folders if d.name not in present]
+        if empty:  # documented choice: a class folder with no image is not a class; say so, don't stop
+            warnings.warn(f"{len(empty)} class folder(s) under {self.root} hold no image file and are left out: "
+                          f"{', '.join(empty[:5])}" + (" ..." if len(empty) > 5 else ""), stacklevel=3)
         return items
 
     @property
     def fingerprint(self) -> str:
         h = hashlib.sha1()
         for f, c, r in self.files():
-            h.update(f"{f.relative_to(self.root)}|{f.stat().st_size}|{c}|{r}\n".encode())
+            # file names are bytes to the OS: a non-UTF-8 name comes back as surrogates, which plain encode() refuses
+            h.update(os.fsencode(f.relative_to(self.root))
+                     + f"|{f.stat().st_size}|{c}|{r}\n".encode(errors="surrogateescape"))
         return h.hexdigest()[:16]
 
     def read(self, resolution: int):
         items = self.files()
         classes = sorted({c for _, c, _ in items})
+        check_class_counts(classes)  # one class (or none): refused before decoding anything
         with ThreadPoolExecutor(4) as pool:  # PIL releases the GIL while decoding
             arrays = list(pool.map(lambda it: _decode(it[0], resolution), items))
         bad = [str(f) for (f, _, _), a in zip(items, arrays) if a is None]

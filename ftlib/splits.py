@@ -49,7 +49,8 @@ def split_indices(labels, role, classes, shots="all", seed: int = 0, max_test_pe
     shots = parse_shots(shots)
     labels, role = np.asarray(labels), np.asarray(role)
     has_test, has_val = (role == "test").any(), (role == "val").any()
-    out = {"train": [], "val": [], "test": []}
+    check_class_counts(classes)  # one class: refused before any split
+    out, sizes = {"train": [], "val": [], "test": []}, []
     for c in range(len(classes)):
         mine = np.flatnonzero(labels == c)
         if has_test:
@@ -66,15 +67,13 @@ def split_indices(labels, role, classes, shots="all", seed: int = 0, max_test_pe
             pool = _perm(pool, seed, c)
             n_val = min(max(1, round(VAL_FRACTION * len(pool))), VAL_MAX_PER_CLASS)
             val, train = pool[:n_val], pool[n_val:]
+        sizes.append({"images": len(mine), "test": len(test), "val": len(val), "train": len(train),
+                      "only_test": has_test and len(mine) > 0 and len(pool) == 0})
         if shots != "all":
-            if len(train) < shots:
-                raise FtlibError(
-                    f"shots={shots} is more than class {classes[c]!r} has for training ({len(train)} images "
-                    f"after val and test are set aside); choose shots <= {min_train_per_class(labels, role, classes)}"
-                )
-            train = _perm(np.sort(train), seed, c, 2)[:shots]
+            train = _perm(np.sort(train), seed, c, 2)[:shots]  # check_class_counts refuses a short class
         for k, v in (("train", train), ("val", val), ("test", test)):
             out[k].append(v)
+    check_class_counts(classes, sizes, shots, carved_test=not has_test, val_per_class=1)  # small classes: val 1
     return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in out.items()}
 
 
@@ -83,3 +82,56 @@ def min_train_per_class(labels, role, classes) -> int:
     sizes = split_indices(labels, role, classes, shots="all", seed=0)["train"]
     counts = np.bincount(np.asarray(labels)[sizes], minlength=len(classes))
     return int(counts.min())
+
+def _needed(k: int, val: int) -> int:
+    """Images a class needs when test is carved from it: test + val + ``k`` training images."""
+    n = k + val + 1
+    while n - max(1, round(TEST_FRACTION * n)) - val < k:
+        n += 1
+    return n
+
+
+def check_class_counts(classes, sizes=None, shots="all", carved_test: bool = True, val_per_class: int = 0) -> None:
+    """Refuse data that cannot give every class a training image, or the k shots asked for.
+
+    ``sizes`` holds, per class, its ``images`` and how many went to ``test``, ``val`` and ``train``
+    (``only_test``: the source put every image of it in its test split). Without ``sizes`` only the
+    class count is checked (at least 2), which ``FolderSource.read`` does before decoding anything.
+
+    Example:
+        >>> check_class_counts(["cat"])
+        Traceback (most recent call last):
+        ftlib.errors.FtlibError: a classification dataset needs at least 2 classes; found 1: 'cat'
+    """
+    if len(classes) < 2:
+        names = ", ".join(repr(c) for c in classes[:5])
+        raise FtlibError(f"a classification dataset needs at least 2 classes; found {len(classes)}"
+                         + (f": {names}" if names else "") + " (one sub-folder of images per class)")
+    if sizes is None:
+        return
+    k = 1 if shots == "all" else shots
+    empty = [(c, s) for c, s in zip(classes, sizes) if s["train"] == 0]
+    if empty:
+        why = []
+        for c, s in empty[:5]:
+            if s["images"] == 0:
+                why.append(f"{c!r} has no readable image")
+            elif s["only_test"]:
+                why.append(f"{c!r} is only in the test split ({s['images']} images; none to train on)")
+            elif carved_test:
+                why.append(f"{c!r} has {s['images']} image(s): too few for test ({s['test']}) + val ({s['val']}) + "
+                           f"{k} shot(s); it needs at least {_needed(k, val_per_class)}")
+            else:
+                why.append(f"{c!r} has {s['images']} image(s), all in test ({s['test']}) and val ({s['val']})")
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        raise FtlibError(f"{len(empty)} class(es) have no training image after the split, so this dataset cannot "
+                         f"serve any shots: {'; '.join(why)}{more}. Add images to them or remove their folders")
+    if shots != "all":
+        short = [(c, s) for c, s in zip(classes, sizes) if s["train"] < shots]
+        if short:
+            c, s = min(short, key=lambda cs: cs[1]["train"])
+            largest = min(s["train"] for s in sizes)
+            raise FtlibError(f"shots={shots} is more than class {c!r} has for training ({s['train']} images after "
+                             f"test ({s['test']}) and val ({s['val']}) are set aside"
+                             + (f"; {len(short)} classes are short" if len(short) > 1 else "")
+                             + f"); choose shots <= {largest}, or shots=all")
