@@ -1,9 +1,9 @@
 """Benchmark profiles, defined in one place: what grid and budget ``smoke``, ``cpu`` and ``gpu`` mean.
 
 Resolution is chosen per dataset (BiT's hyper-rule also ties it to the images). Bare lite0
-training steps (batch 32, channels-last, ``ftlib.steps.step_rate``) on this project's 2-core
-machine, 2026-11-26: 71-74 / 42-45 / 31-32 / 23 / 16-17 images/s at 96 / 128 / 160 / 176 / 224 px
-(the first session's machine, 2026-11-24: 142 / 69 / 44 / 25 / 18). hymenoptera's probe reaches
+training steps (batch 32, channels-last, ``benchmarks.steps.step_rate``) on a 2-core AMD EPYC,
+2026-11-26: 71-74 / 42-45 / 31-32 / 23 / 16-17 images/s at 96 / 128 / 160 / 176 / 224 px
+(another 2-core machine, 2026-11-24: 142 / 69 / 44 / 25 / 18). hymenoptera's probe reaches
 0.91 at 160 px vs 0.88 at 128 px (3 seeds), so it gets 160 px; 176 px costs ~39% more time per image
 for 21% more pixels. Caltech-101 gets 128 px; Fashion-MNIST's 28 px images gain nothing from more
 than 96 px.

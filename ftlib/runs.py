@@ -18,8 +18,7 @@ from .errors import FtlibError
 from .probe import linear_probe
 from .strategies import PROBE_C_GRID, Full, Strategy, parse_strategy, trainable_parameters
 from .train import _PeakMemory, device_of, evaluate, fit
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 @dataclass(frozen=True)

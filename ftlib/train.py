@@ -6,6 +6,7 @@ is kept; a non-finite loss stops the run with status "diverged" instead of raisi
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -186,9 +187,33 @@ class _PeakMemory:
         return max(0, self.peak - self.base) / 2**20
 
 
+def flush_denormal_enabled() -> bool:
+    """Whether this thread's CPU flushes denormal floats to zero (torch has a setter, no getter)."""
+    return bool((torch.tensor([1e-39]) * 1.0).item() == 0.0)
+
+
+@contextlib.contextmanager
+def process_flags(flush_denormal: bool, cudnn_benchmark: bool):
+    """Set torch's flush-denormal mode and ``cudnn.benchmark`` for a block, and put back what was there.
+
+    Example:
+        >>> with process_flags(flush_denormal=True, cudnn_benchmark=False):
+        ...     pass  # doctest: +SKIP
+    """
+    before = flush_denormal_enabled(), torch.backends.cudnn.benchmark
+    torch.set_flush_denormal(flush_denormal)
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+
+
 def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, batch_size: int, seed: int,
         penalty=None, bn: str = "frozen", optimizer: str = "sgd", amp: bool = True, channels_last: bool = True,
-        progress: bool = True, desc: str = "fit", min_epoch_images: int = 128) -> History:
+        progress: bool = True, desc: str = "fit", min_epoch_images: int = 128,
+        flush_denormal: bool = True) -> History:
     """Train ``model`` on ``train``, select the epoch with the best ``val`` accuracy, restore it.
 
     Args:
@@ -199,17 +224,26 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
         min_epoch_images: an epoch shows at least this many images (several shuffled passes
             over a tiny train set), so 10-shot runs get enough optimiser steps between
             val evaluations: 20 images x 8 epochs would be only 8 steps.
+        flush_denormal: flush denormal floats to zero while ``fit`` runs. L2-SP's (w - w0)^2 and
+            small momentum buffers produce denormals, which x86 CPUs process ~100x slower (measured:
+            640 s vs 78 s for l2sp vs full without it). Like ``cudnn.benchmark``, which ``fit`` turns on
+            for CUDA models (fixed shapes: cuDNN times its algorithms once and keeps the fastest), it
+            is process-wide state: ``fit`` sets both on entry and restores the caller's values on exit.
 
     Example:
         >>> hist = fit(bb.model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups,
         ...            epochs=3, batch_size=32, seed=0)  # doctest: +SKIP
     """
     dev = device_of(model)
-    # L2-SP's (w - w0)^2 and small momentum buffers produce denormal floats, which x86 CPUs
-    # process ~100x slower: measured 640 s vs 78 s for l2sp vs full before this line.
-    torch.set_flush_denormal(True)
-    if dev.type == "cuda":  # fixed shapes: let cuDNN time its algorithms once and keep the fastest
-        torch.backends.cudnn.benchmark = True
+    with process_flags(flush_denormal=flush_denormal, cudnn_benchmark=dev.type == "cuda"):
+        return _fit(model, train, val, dev, mean=mean, std=std, groups=groups, epochs=epochs, batch_size=batch_size,
+                    seed=seed, penalty=penalty, bn=bn, optimizer=optimizer, amp=amp, channels_last=channels_last,
+                    progress=progress, desc=desc, min_epoch_images=min_epoch_images)
+
+
+def _fit(model, train, val, dev, *, mean, std, groups, epochs, batch_size, seed, penalty, bn, optimizer, amp,
+         channels_last, progress, desc, min_epoch_images) -> History:
+    """``fit``'s loop, run inside its process flags."""
     if channels_last:
         model.to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)

@@ -1,5 +1,6 @@
 """Where data goes: a clone's data/ inside a clone, the user's cache dir when ftlib is installed elsewhere."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +50,12 @@ def test_outside_a_clone_data_goes_to_the_user_cache_and_no_mirror_is_guessed(cl
 
 def test_installed_copy_imported_from_outside_a_clone_uses_the_user_cache(tmp_path):
     """A real, non-editable install into a folder of its own, imported with the clone nowhere on the path."""
-    target = tmp_path / "inst"
+    target, src = tmp_path / "inst", tmp_path / "src"  # built from a copy: the build leaves nothing in the clone
+    shutil.copytree(CLONE / "ftlib", src / "ftlib", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(CLONE / name, src / name)
     build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                            "--no-index", "--target", str(target), str(CLONE)],
+                            "--no-index", "--target", str(target), str(src)],
                            capture_output=True, text=True, timeout=600,
                            env={**os.environ, "PIP_NO_CACHE_DIR": "1"}, cwd=tmp_path)
     assert build.returncode == 0, build.stderr[-2000:]
