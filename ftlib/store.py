@@ -7,7 +7,13 @@ A results directory holds:
   ``full`` run);
 * ``runs.jsonl`` -- the non-scalar part of each run, ``{"run_id", "curves",
   "block_distance"}`` one JSON object per line;
-* ``.lock`` -- the file ``add`` locks so that several sweep processes can share a directory.
+* ``.lock`` -- the file ``add`` locks so that several sweep processes can share a directory;
+* ``.claims/<run_id>.lock`` -- locked (``flock``) by the process training that run, so that two
+  benches on one store never train the same run; the OS drops the lock when its process dies.
+
+A run that could not finish (its worker died, an error on a cluster) may be stored as a row
+with ``status == "failed"`` and an ``error``: it does not count as done, so a rerun retries it,
+and the rerun's record replaces it. ``frame()`` leaves failed rows out; ``failures()`` lists them.
 
 A run counts as finished only once its CSV row exists: the sidecar line is written
 first, so a run killed between the two writes leaves an orphan sidecar line that
@@ -29,11 +35,14 @@ from .errors import FtlibError
 CSV_NAME = "results.csv"
 SIDECAR_NAME = "runs.jsonl"
 LOCK_NAME = ".lock"
+CLAIMS_DIR = ".claims"
+FAILED = "failed"
 SIDECAR_KEYS = ("curves", "block_distance")
 # Keys that stay strings even when they look like numbers: a hex run_id such as "1234"
 # must not come back as an int, and versions such as "2.1" must not become floats.
 STR_KEYS = frozenset({"run_id", "dataset", "backbone", "strategy", "strategy_label", "profile",
-                      "status", "ftlib_version", "torch_version", "device", "timestamp"})
+                      "status", "ftlib_version", "torch_version", "device", "timestamp", "error", "host",
+                      "python_version", "timm_version", "numpy_version"})
 
 
 class ResultStore:
@@ -79,6 +88,8 @@ class ResultStore:
     def add(self, record: dict) -> bool:
         """Store one finished run; return False (and write nothing) if its run_id is stored.
 
+        A stored failed row is no obstacle: the new record replaces it.
+
         Scalar keys go to ``results.csv``; ``curves`` and ``block_distance`` go to
         ``runs.jsonl``. The whole read-modify-write happens under an exclusive lock, and
         the CSV is replaced atomically, so a SIGKILL at any moment leaves the old or the
@@ -96,15 +107,45 @@ class ResultStore:
         try:
             with self._locked():
                 header, rows = _read_csv(self.csv_path)
-                if any(r.get("run_id") == run_id for r in rows):
+                if any(r.get("run_id") == run_id and r.get("status") != FAILED for r in rows):
                     return False
-                self._append_sidecar({"run_id": run_id, **extra})
+                rows = [r for r in rows if r.get("run_id") != run_id]  # a failed attempt, superseded
+                if row.get("status") != FAILED:
+                    self._append_sidecar({"run_id": run_id, **extra})
                 header += [k for k in row if k not in header]
                 rows.append(row)
                 self._replace_csv(header, rows)
         except OSError as err:
             raise FtlibError(f"could not write results to {self.path} ({err.strerror or err})") from err
         return True
+
+    def claim(self, run_id: str, wait: bool = False):
+        """Claim ``run_id`` for this process before training it; None if a live process holds it.
+
+        Returns an open file whose ``flock`` is the claim: ``close()`` it once the run is stored.
+        A process that dies loses its claims with its file descriptors, so no claim outlives it.
+        ``wait=True`` blocks until the claim is free instead of returning None.
+
+        Example:
+            >>> import tempfile
+            >>> store = ResultStore(tempfile.mkdtemp())
+            >>> mine = store.claim("ab12")
+            >>> store.claim("ab12") is None  # held: another bench on this store skips the run
+            True
+            >>> mine.close()
+        """
+        try:
+            folder = self.path / CLAIMS_DIR
+            folder.mkdir(exist_ok=True)
+            f = open(folder / f"{run_id}.lock", "a")
+        except OSError as err:
+            raise FtlibError(f"could not claim a run in {self.path} ({err.strerror or err})") from err
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.close()
+            return None
+        return f
 
     @contextlib.contextmanager
     def _locked(self):
@@ -145,12 +186,16 @@ class ResultStore:
     # Readers take no lock: os.replace means they see either the old or the new CSV.
 
     def done_ids(self) -> set:
-        """The run_ids that have a row in ``results.csv``."""
-        return {r["run_id"] for r in _read_csv(self.csv_path)[1]}
+        """The run_ids that have a row in ``results.csv`` (failed rows do not count)."""
+        return {r["run_id"] for r in _read_csv(self.csv_path)[1] if r.get("status") != FAILED}
 
     def has(self, run_id: str) -> bool:
-        """Whether ``run_id`` is stored (load-else-train: skip the run if so)."""
+        """Whether ``run_id`` is stored and not failed (load-else-train: skip the run if so)."""
         return run_id in self.done_ids()
+
+    def failures(self):
+        """The failed rows (``status == "failed"``, with their ``error``) as a DataFrame; a rerun retries them."""
+        return self.frame(failed=True)
 
     def get(self, run_id: str) -> dict | None:
         """The stored record of ``run_id`` with curves merged back, or None.
@@ -159,21 +204,23 @@ class ResultStore:
         empty in the CSV (another strategy's ``hp_`` keys) are left out.
         """
         for raw in _read_csv(self.csv_path)[1]:
-            if raw.get("run_id") == run_id:
+            if raw.get("run_id") == run_id and raw.get("status") != FAILED:
                 record = _parse_row(raw)
                 extra = self.sidecar().get(run_id, {})
                 return {**record, **{k: extra.get(k, {}) for k in SIDECAR_KEYS}}
         return None
 
-    def frame(self):
-        """``results.csv`` as a pandas DataFrame, one row per run (no rows if none).
+    def frame(self, failed: bool = False):
+        """``results.csv`` as a pandas DataFrame, one row per finished run (no rows if none).
 
         ``shots`` is an object column holding ints and the string ``"all"``; a key some
-        runs lack is NaN in their rows.
+        runs lack is NaN in their rows. Failed rows are left out (``failed=True``: only them).
         """
         import pandas as pd  # deferred: the training loop imports this module too
 
         header, raw = _read_csv(self.csv_path)
+        raw = [r for r in raw if (r.get("status") == FAILED) == failed]
+        header = header if failed else [h for h in header if h != "error"]
         df = pd.DataFrame([_parse_row(r) for r in raw], columns=header)
         if "shots" in df:
             df["shots"] = df["shots"].astype(object)

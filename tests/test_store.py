@@ -127,3 +127,20 @@ def test_unwritable_directory_names_the_path(tmp_path):
 def test_non_scalar_value_is_refused(tmp_path):
     with pytest.raises(FtlibError, match="hp_layers"):
         ResultStore(tmp_path).add({**record(1), "hp_layers": [1, 2]})
+
+
+def test_a_failed_row_is_not_done_is_left_out_of_frame_and_is_replaced_by_the_rerun(tmp_path):
+    store = ResultStore(tmp_path)
+    failed = {"run_id": "r001", "dataset": "toy", "strategy": "full", "strategy_label": "full", "shots": "all",
+              "seed": 1, "status": "failed", "error": "WorkerCrashedError: the worker died"}
+    assert store.add(failed) is True
+    assert not store.has("r001") and store.done_ids() == set() and store.get("r001") is None
+    assert len(store.frame()) == 0 and list(store.failures().error) == ["WorkerCrashedError: the worker died"]
+    assert store.sidecar() == {} and not (tmp_path / "runs.jsonl").exists()  # nothing to draw
+    assert store.add({**failed, "error": "again"}) is True  # a second failure updates the error
+    assert list(store.failures().error) == ["again"]
+    assert store.add(record(1)) is True  # the rerun's record replaces the failed row
+    assert store.has("r001") and len(store.failures()) == 0 and "error" not in store.frame()
+    assert store.get("r001") == record(1)
+    assert store.add(failed) is False  # a late failure of a retried task never hides a finished run
+    assert store.get("r001") == record(1)
