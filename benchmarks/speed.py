@@ -33,7 +33,7 @@ import torch
 from ftlib import sources
 from ftlib.errors import FtlibError
 from ftlib.fuse import fold_batchnorm
-from ftlib.probe import linear_probe
+from ftlib.probe import fit_probe
 from ftlib.profiles import get_profile
 from ftlib.strategies import PROBE_C_GRID, Full, Partial
 from ftlib.train import evaluate
@@ -109,7 +109,7 @@ def measure(tiny: bool) -> dict:
     # an empty FTLIB_DATA: cold feature and probe caches, so extraction and the C search are both timed
     with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"FTLIB_DATA": tmp}):
         start = time.perf_counter()
-        probe = linear_probe(bb, ds, PROBE_C_GRID)
+        probe = fit_probe(bb, ds, PROBE_C_GRID)
         secs = time.perf_counter() - start
     d.update(probe_seconds=secs, probe_feature_seconds=probe["feature_seconds"], probe_C=probe["C"],
              probe_val_acc=probe["val_acc"], probe_c_grid_size=len(PROBE_C_GRID),
@@ -218,7 +218,7 @@ NCHW tensors, with `loss.item()` and a correct-count `.item()` every step, SGD m
   step rate: how much of the ceiling fit reaches with its data handling, augmentation and val passes.
 - **probe_vs_sgd_head**: the tutorial's "ConvNet as fixed feature extractor"
   ({d['fixed_feature_epochs']} epoch(s) of SGD on the head through the frozen body, whose BatchNorm stays in
-  train mode as in the tutorial) vs `ftlib.probe.linear_probe`: features extracted once with a cold cache, then L2
+  train mode as in the tutorial) vs `ftlib.fit_probe`: features extracted once with a cold cache, then L2
   logistic regression by L-BFGS over {d['probe_c_grid_size']} regularisation strengths chosen on val.
   Test accuracy: SGD head {d['sgd_head_test_acc']:.3f} (tutorial pipeline; {d['sgd_head_test_acc_ftlib_pipeline']:.3f}
   through ftlib's), probe {d['probe_test_acc']:.3f}.

@@ -8,8 +8,8 @@ Example:
 from .backbones import DEFAULT_BACKBONE, Backbone, load_backbone
 from .datasets import DATASETS, load_dataset
 from .errors import FtlibError
-from .penalties import L2SP
-from .probe import extract_features, linear_probe as probe_backbone
+from .penalties import L2SPPenalty
+from .probe import extract_features, fit_probe
 from .runs import RunConfig, __version__, run
 from .strategies import (STRATEGIES, bitfit, full, l2sp, linear_probe, lp_ft, parse_strategy, partial, scratch,
                          surgical, trainable_parameters)

@@ -122,7 +122,7 @@ def block_distance_table(df: pd.DataFrame, sidecar: dict, by: str = "strategy_la
 
 
 def l2sp_coverage(bb, penalty) -> pd.DataFrame:
-    """Which parameters of ``bb`` an ``ftlib.L2SP`` penalty acts on, counted per block.
+    """Which parameters of ``bb`` an ``ftlib.L2SPPenalty`` acts on, counted per block.
 
     Returns:
         One row per block: ``to_w0`` (tensors pulled towards their starting values),
@@ -131,7 +131,7 @@ def l2sp_coverage(bb, penalty) -> pd.DataFrame:
         scalars in each (``*_params``).
 
     Example:
-        >>> table = l2sp_coverage(bb, ftlib.L2SP.for_backbone(bb, 0.1, 0.01))  # doctest: +SKIP
+        >>> table = l2sp_coverage(bb, ftlib.L2SPPenalty.for_backbone(bb, 0.1, 0.01))  # doctest: +SKIP
     """
     sp, head = {id(p) for p in penalty.sp}, {id(p) for p in penalty.head}
     rows = []

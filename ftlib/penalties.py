@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 
 
-class L2SP:
+class L2SPPenalty:
     """Callable penalty: ``loss = task_loss + penalty()``.
 
     Example:
         >>> w = torch.nn.Parameter(torch.ones(3)); h = torch.nn.Parameter(torch.ones(2))
-        >>> pen = L2SP([("w", w)], [("h", h)], alpha=0.1, beta=0.01)
+        >>> pen = L2SPPenalty([("w", w)], [("h", h)], alpha=0.1, beta=0.01)
         >>> float(pen())  # w == w0, so only beta/2 * ||h||^2 = 0.005 * 2
         0.01
     """
@@ -31,7 +31,7 @@ class L2SP:
         self.ref = [p.detach().clone() for p in self.sp]  # w0
 
     @classmethod
-    def for_backbone(cls, bb, alpha: float, beta: float, include_bn_bias: bool = False) -> "L2SP":
+    def for_backbone(cls, bb, alpha: float, beta: float, include_bn_bias: bool = False) -> "L2SPPenalty":
         """Cover ``bb``'s pretrained parameters (kernels only unless ``include_bn_bias``) and its head."""
         block_of = bb.block_of()
         keep = (lambda p: True) if include_bn_bias else (lambda p: p.ndim > 1)  # authors' code: kernels only

@@ -116,11 +116,11 @@ def fit_logistic(train_x, train_y, val_x, val_y, c_grid, num_classes: int):
     return weight, bias, pd.DataFrame(rows)
 
 
-def linear_probe(bb, ds, c_grid, progress: bool = False) -> dict:
+def fit_probe(bb, ds, c_grid, progress: bool = False) -> dict:
     """Probe ``bb`` on ``ds``: write the val-selected solution into ``bb.head``; return what happened.
 
     Example:
-        >>> out = linear_probe(bb, ds, PROBE_C_GRID)  # doctest: +SKIP
+        >>> out = fit_probe(bb, ds, PROBE_C_GRID)  # doctest: +SKIP
         >>> out["C"], out["val_acc"]  # doctest: +SKIP
     """
     start = time.perf_counter()

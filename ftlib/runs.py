@@ -15,7 +15,7 @@ from . import hyper
 from .backbones import DEFAULT_BACKBONE, load_backbone
 from .datasets import load_dataset
 from .errors import FtlibError
-from .probe import linear_probe
+from .probe import fit_probe
 from .strategies import PROBE_C_GRID, Full, Strategy, parse_strategy, trainable_parameters
 from .train import _PeakMemory, device_of, evaluate, fit
 from .version import __version__
@@ -148,7 +148,7 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
 def _train(config: RunConfig, ds, bb, resolved: dict, progress: bool):
     """Probe and/or fit as the strategy says; return status, val accuracy, curves, probe info, trainables."""
     s, model = config.strategy, bb.model
-    probe = linear_probe(bb, ds, getattr(s, "c_grid", PROBE_C_GRID)) if s.closed_form or s.init_head_from_probe else None
+    probe = fit_probe(bb, ds, getattr(s, "c_grid", PROBE_C_GRID)) if s.closed_form or s.init_head_from_probe else None
     trainable = trainable_parameters(bb, s)
     for _, p, _ in trainable:
         p.requires_grad_(True)

@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from .errors import FtlibError, unknown
-from .penalties import L2SP
+from .penalties import L2SPPenalty
 
 BN_POLICIES = ("frozen", "train", "eval")
 OPTIMIZERS = ("sgd", "adamw")
@@ -122,7 +122,7 @@ class Full(Strategy):
 
 
 @dataclass(frozen=True)
-class L2SPStrategy(Strategy):
+class L2SP(Strategy):
     """Full fine-tuning + alpha/2 ||w - w0||^2 (pretrained weights) + beta/2 ||w_head||^2 (Li et al. 2018).
 
     ``include_bn_bias=False`` follows the authors' code (conv/linear kernels only);
@@ -142,7 +142,7 @@ class L2SPStrategy(Strategy):
             raise FtlibError("l2sp replaces weight decay: weight_decay must be 0 (Li et al. 2018)")
 
     def penalty(self, bb, trainable):
-        return L2SP.for_backbone(bb, self.alpha, self.beta, self.include_bn_bias)
+        return L2SPPenalty.for_backbone(bb, self.alpha, self.beta, self.include_bn_bias)
 
     def decays(self, param_name, param, block):
         return False
@@ -197,9 +197,9 @@ class Surgical(Strategy):
         return list(block_names[: self.k]) + ["head"]
 
 
-STRATEGIES = {c.name: c for c in (LinearProbe, Partial, Full, L2SPStrategy, LPFT, Scratch, BitFit, Surgical)}
+STRATEGIES = {c.name: c for c in (LinearProbe, Partial, Full, L2SP, LPFT, Scratch, BitFit, Surgical)}
 linear_probe, partial, full, l2sp, lp_ft, scratch, bitfit, surgical = (
-    LinearProbe, Partial, Full, L2SPStrategy, LPFT, Scratch, BitFit, Surgical)
+    LinearProbe, Partial, Full, L2SP, LPFT, Scratch, BitFit, Surgical)
 
 
 def parse_strategy(text: str) -> Strategy:

@@ -219,7 +219,7 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
     Args:
         groups: optimiser parameter groups (``{"params", "lr", "weight_decay"}``); parameters
             outside every group must already have ``requires_grad=False``.
-        penalty: optional callable added to the loss (e.g. ``ftlib.penalties.L2SP``).
+        penalty: optional callable added to the loss (e.g. ``ftlib.penalties.L2SPPenalty``).
         bn: ``"frozen"`` keeps BatchNorm of frozen blocks in eval mode; ``"train"`` does not.
         min_epoch_images: an epoch shows at least this many images (several shuffled passes
             over a tiny train set), so 10-shot runs get enough optimiser steps between

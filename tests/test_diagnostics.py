@@ -9,7 +9,7 @@ from torch import nn
 import ftlib
 from ftlib.backbones import Backbone, build_blocks
 from ftlib.diagnostics import bn_drift, bn_running_stats, block_distance_table, group_table, l2sp_coverage
-from ftlib.penalties import L2SP
+from ftlib.penalties import L2SPPenalty
 from ftlib.runs import param_groups
 from ftlib.train import frozen_batchnorms, set_train_mode
 
@@ -95,13 +95,13 @@ def test_block_distance_table_missing_sidecar_gives_nan():
 
 def test_l2sp_coverage_counts_kernels_only_by_default():
     bb = toy_backbone()
-    table = l2sp_coverage(bb, L2SP.for_backbone(bb, 0.1, 0.01))
+    table = l2sp_coverage(bb, L2SPPenalty.for_backbone(bb, 0.1, 0.01))
     # stem: conv kernel 4*3*3*3 = 108 pulled to w0; conv bias 4 + bn gamma/beta 8 free
     assert table.loc["stem"].to_dict() == {"to_w0": 1, "to_zero": 0, "free": 3, "to_w0_params": 108,
                                            "to_zero_params": 0, "free_params": 12}
     # head: weight 3*4 = 12 under plain L2, bias 3 free
     assert table.loc["head", "to_zero_params"] == 12 and table.loc["head", "free_params"] == 3
-    everything = l2sp_coverage(bb, L2SP.for_backbone(bb, 0.1, 0.01, include_bn_bias=True))
+    everything = l2sp_coverage(bb, L2SPPenalty.for_backbone(bb, 0.1, 0.01, include_bn_bias=True))
     assert everything.free.sum() == 0
     assert everything[["to_w0_params", "to_zero_params"]].values.sum() == sum(
         p.numel() for p in bb.model.parameters())
@@ -110,7 +110,7 @@ def test_l2sp_coverage_counts_kernels_only_by_default():
 def test_group_table_shows_no_decay_on_penalised_parameters():
     bb = toy_backbone()
     strategy = ftlib.l2sp(alpha=0.1, beta=0.01)
-    pen = L2SP.for_backbone(bb, strategy.alpha, strategy.beta)
+    pen = L2SPPenalty.for_backbone(bb, strategy.alpha, strategy.beta)
     table = group_table(param_groups(bb, strategy, 0.01, pen), pen)
     assert table.params.sum() == sum(p.numel() for p in bb.model.parameters())
     assert table.penalised.sum() == 2  # conv kernel and head weight

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ftlib.backbones import Backbone, build_blocks
-from ftlib.penalties import L2SP
+from ftlib.penalties import L2SPPenalty
 
 
 def small_backbone():
@@ -26,7 +26,7 @@ def test_l2sp_equals_hand_computation_kernels_only():
     conv, bn, head = bb.model[0], bb.model[1], bb.model[4]
     w0 = {k: v.detach().clone() for k, v in bb.model.state_dict().items()}
     alpha, beta = 0.3, 0.07
-    pen = L2SP.for_backbone(bb, alpha, beta)
+    pen = L2SPPenalty.for_backbone(bb, alpha, beta)
     perturb(bb.model)
     # by hand, element by element: only the conv kernel is pulled to w0, only the head weight to 0
     d = (conv.weight.detach() - w0["0.weight"]).flatten().tolist()
@@ -41,7 +41,7 @@ def test_l2sp_with_bn_and_bias_equals_hand_computation():
     bb = small_backbone()
     w0 = {k: v.detach().clone() for k, v in bb.model.named_parameters()}
     alpha, beta = 0.2, 0.05
-    pen = L2SP.for_backbone(bb, alpha, beta, include_bn_bias=True)
+    pen = L2SPPenalty.for_backbone(bb, alpha, beta, include_bn_bias=True)
     perturb(bb.model)
     params = {n: p.detach() for n, p in bb.model.named_parameters()}
     body = ["0.weight", "0.bias", "1.weight", "1.bias"]
@@ -53,8 +53,8 @@ def test_l2sp_with_bn_and_bias_equals_hand_computation():
 
 def test_l2sp_is_zero_at_start_when_beta_is_zero():
     bb = small_backbone()
-    assert float(L2SP.for_backbone(bb, alpha=0.5, beta=0.0)().detach()) == 0.0
-    assert float(L2SP.for_backbone(bb, alpha=0.5, beta=0.0, include_bn_bias=True)().detach()) == 0.0
+    assert float(L2SPPenalty.for_backbone(bb, alpha=0.5, beta=0.0)().detach()) == 0.0
+    assert float(L2SPPenalty.for_backbone(bb, alpha=0.5, beta=0.0, include_bn_bias=True)().detach()) == 0.0
 
 
 def test_l2sp_at_start_is_the_head_term():
@@ -62,9 +62,9 @@ def test_l2sp_at_start_is_the_head_term():
     head = bb.model[4].requires_grad_(False)
     beta = 0.01
     weight_only = beta / 2 * float(head.weight.pow(2).sum())
-    assert float(L2SP.for_backbone(bb, 0.1, beta)().detach()) == pytest.approx(weight_only)
+    assert float(L2SPPenalty.for_backbone(bb, 0.1, beta)().detach()) == pytest.approx(weight_only)
     both = beta / 2 * float(head.weight.pow(2).sum() + head.bias.pow(2).sum())
-    assert float(L2SP.for_backbone(bb, 0.1, beta, include_bn_bias=True)().detach()) == pytest.approx(both)
+    assert float(L2SPPenalty.for_backbone(bb, 0.1, beta, include_bn_bias=True)().detach()) == pytest.approx(both)
 
 
 @pytest.mark.parametrize("include_bn_bias", [False, True])
@@ -72,7 +72,7 @@ def test_l2sp_gradient_matches_analytic_and_autograd(include_bn_bias):
     bb = small_backbone()
     w0 = {k: v.detach().clone() for k, v in bb.model.named_parameters()}
     alpha, beta = 0.3, 0.02
-    pen = L2SP.for_backbone(bb, alpha, beta, include_bn_bias=include_bn_bias)
+    pen = L2SPPenalty.for_backbone(bb, alpha, beta, include_bn_bias=include_bn_bias)
     perturb(bb.model)
     params = dict(bb.model.named_parameters())
     names = list(params)

@@ -7,7 +7,7 @@ import torch
 
 import ftlib
 from ftlib.errors import FtlibError
-from ftlib.penalties import L2SP
+from ftlib.penalties import L2SPPenalty
 from ftlib.runs import param_groups
 from ftlib.strategies import trainable_parameters
 from ftlib.train import fit
@@ -66,7 +66,7 @@ def test_l2sp_run_passes_penalty_and_undecayed_groups_to_fit(monkeypatch):
     monkeypatch.setattr(run_module, "fit", spy)
     rec, bb, _ = ftlib.run(tiny(ftlib.l2sp(alpha=0.1, beta=0.01)), progress=False, return_model=True)
     pen = seen["penalty"]
-    assert isinstance(pen, L2SP) and pen.alpha == 0.1 and pen.beta == 0.01
+    assert isinstance(pen, L2SPPenalty) and pen.alpha == 0.1 and pen.beta == 0.01
     for g in seen["groups"]:
         if any(id(p) in pen.covered() for p in g["params"]):
             assert g["weight_decay"] == 0
