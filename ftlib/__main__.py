@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .backbones import DEFAULT_BACKBONE
+from .datasets import DATASETS
 from .errors import FtlibError
 from .profiles import PROFILES, STRATEGY_GRID
 
@@ -49,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument("--profile", default="cpu", help=f"budget and default grid: {', '.join(PROFILES)}")
     b.add_argument("--dataset", default=None,
-                   help="comma list: hymenoptera, caltech101, fashion_mnist, imagefolder:<path> (default: the "
+                   help=f"comma list: {', '.join(DATASETS)}, imagefolder:<path> (default: the "
                         "profile's three datasets)")
-    b.add_argument("--backbone", default="timm/tf_efficientnet_lite0", help="timm/<model> or torchvision/<model>")
+    b.add_argument("--backbone", default=DEFAULT_BACKBONE, help="timm/<model> or torchvision/<model>")
     b.add_argument("--strategies", default=None,
                    help="comma list of linear_probe, partial[:k=N], full, l2sp[:alpha=A:beta=B], lp_ft, scratch, "
                         f"bitfit, surgical[:k=N] (default: the profile's; cpu: {','.join(STRATEGY_GRID)})")

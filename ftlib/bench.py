@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from .backbones import DEFAULT_BACKBONE, load_backbone
-from .datasets import DATASETS, clear_memory, load_dataset
+from .datasets import DATASETS, check_resolution, clear_memory, load_dataset
 from .errors import FtlibError, unknown
-from .paths import CLONE_ROOT, data_root
+from .paths import CLONE_ROOT, data_root, writable_dir
 from .profiles import get_profile
 from .report import summary_table, to_markdown, write_summary
 from .runs import RunConfig, run
@@ -45,8 +45,10 @@ def grid(profile: str = "cpu", datasets=None, backbone: str = DEFAULT_BACKBONE, 
         if d not in DATASETS and not str(d).startswith("imagefolder:"):
             raise unknown("dataset", d, [*DATASETS, "imagefolder:<path>"])
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int):
-            raise FtlibError(f"seeds must be integers, got {s!r}")
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise FtlibError(f"seeds must be integers >= 0, got {s!r}")
+    if resolution is not None:
+        check_resolution(resolution)
     configs = []
     for d in datasets:
         regimes = [parse_shots(k) for k in (prof.shots.get(d, (10, "all")) if shots is None else shots)]
@@ -125,7 +127,7 @@ def bench(configs: list, out, progress: bool = True, log=print, jobs: int = 1) -
     """
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise FtlibError(f"jobs must be a positive integer, got {jobs!r}")
-    store = ResultStore(out)
+    store = ResultStore(writable_dir(out, "choose a writable results folder with --out"))
     check(configs)
     todo = [c for c in configs if not store.has(c.run_id())]
     log(f"[ftlib] {len(configs)} runs in the grid, {len(configs) - len(todo)} already in {store.path}, "

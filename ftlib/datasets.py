@@ -21,6 +21,9 @@ from .transforms import to_float
 
 DATASETS = ("hymenoptera", "caltech101", "fashion_mnist")
 DEFAULT_RESOLUTION = 224
+# below 16 px the backbones' stride-32 features collapse; above 1024 px one decoded image is 3 MB and a
+# decoded dataset of thousands of images no longer fits in memory
+RESOLUTION_RANGE = (16, 1024)
 _MEMORY: dict = {}  # (name, resolution, fingerprint) -> Decoded
 
 
@@ -104,6 +107,15 @@ def decode(name: str, resolution: int) -> Decoded:
     return dec
 
 
+def check_resolution(resolution, name: str = "resolution") -> int:
+    """``resolution`` if it is an integer in ``RESOLUTION_RANGE``, else an error that says why."""
+    lo, hi = RESOLUTION_RANGE
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or not lo <= resolution <= hi:
+        raise FtlibError(f"{name} must be an integer from {lo} to {hi} px, got {resolution!r} (below {lo} the "
+                         f"backbones' features collapse; above {hi} the decoded images do not fit in memory)")
+    return int(resolution)
+
+
 def clear_memory() -> None:
     """Forget the decoded datasets this process holds (the disk cache stays)."""
     _MEMORY.clear()
@@ -132,8 +144,7 @@ def load_dataset(name: str, shots="all", seed: int = 0, resolution: int | None =
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise FtlibError(f"seed must be an integer, got {seed!r}")
     resolution = DEFAULT_RESOLUTION if resolution is None else resolution
-    if not isinstance(resolution, int) or resolution < 16:
-        raise FtlibError(f"resolution must be an integer >= 16, got {resolution!r}")
+    check_resolution(resolution)
     dec = decode(name, resolution)
     idx = split_indices(dec.labels.numpy(), dec.role, dec.classes, shots=shots, seed=int(seed),
                         max_test_per_class=max_test_per_class)

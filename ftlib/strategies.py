@@ -50,6 +50,10 @@ class Strategy:
             raise unknown("BatchNorm policy", self.bn, BN_POLICIES)
         if self.optimizer not in OPTIMIZERS:
             raise unknown("optimizer", self.optimizer, OPTIMIZERS)
+        if self.lr is not None:
+            _check_number(self, "lr", "> 0", lambda v: v > 0, "e.g. lr=0.01; leave it out for the hyper-rule default")
+        _check_number(self, "head_lr_mult", "> 0", lambda v: v > 0, "e.g. head_lr_mult=10")
+        _check_number(self, "weight_decay", ">= 0", lambda v: v >= 0, "e.g. weight_decay=0.0001")
 
     @property
     def label(self) -> str:
@@ -82,6 +86,14 @@ def _check_k(strategy) -> None:
         raise FtlibError(f"{strategy.name}: k must be an integer >= 0 (number of blocks), got {strategy.k!r}")
 
 
+def _check_number(strategy, field: str, rule: str, ok, example: str, value=None) -> None:
+    """A finite real number obeying ``rule`` (``ok``), else an error naming the strategy and the field."""
+    v = getattr(strategy, field) if value is None else value
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) \
+            or not ok(v):
+        raise FtlibError(f"{strategy.name}: {field} must be a number {rule}, got {v!r} ({example})")
+
+
 def _flat(v):
     return repr(v) if isinstance(v, tuple) else v
 
@@ -93,6 +105,15 @@ class LinearProbe(Strategy):
     name: ClassVar[str] = "linear_probe"
     closed_form: ClassVar[bool] = True
     c_grid: tuple = PROBE_C_GRID
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.c_grid, tuple) or not self.c_grid:
+            raise FtlibError(f"{self.name}: c_grid must be a non-empty tuple of inverse regularisation "
+                             f"strengths > 0, got {self.c_grid!r} (e.g. c_grid=0.1)")
+        for c in self.c_grid:
+            _check_number(self, "c_grid", "> 0 in every entry (C = 1/lambda)", lambda v: v > 0, "e.g. c_grid=0.1",
+                          value=c)
 
     def trainable_blocks(self, block_names):
         return ["head"]
@@ -140,6 +161,8 @@ class L2SP(Strategy):
         super().__post_init__()
         if self.weight_decay != 0:
             raise FtlibError("l2sp replaces weight decay: weight_decay must be 0 (Li et al. 2018)")
+        _check_number(self, "alpha", ">= 0", lambda v: v >= 0, "the pull towards the pretrained weights, e.g. 0.1")
+        _check_number(self, "beta", ">= 0", lambda v: v >= 0, "the head's weight decay, e.g. 0.01")
 
     def penalty(self, bb, trainable):
         return L2SPPenalty.for_backbone(bb, self.alpha, self.beta, self.include_bn_bias)

@@ -23,6 +23,7 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to te
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
+from . import hyper
 from .fuse import folded_view
 from .transforms import prepare
 
@@ -253,7 +254,7 @@ def _fit(model, train, val, dev, *, mean, std, groups, epochs, batch_size, seed,
     steps_per_epoch = max(1, n * passes // bs)  # drop the ragged last batch: a batch of 1 breaks train-mode BN
     total = steps_per_epoch * epochs
     opt = make_optimizer(groups, optimizer)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, max(1, round(0.1 * total))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, hyper.warmup_steps(total)))
     scaler = torch.amp.GradScaler("cuda", enabled=amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported())
     frozen_bn = frozen_batchnorms(model)
     hist = History()
