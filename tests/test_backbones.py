@@ -11,7 +11,7 @@ from ftlib.weights import convert_state_dict
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ANT, BEE = 310, 309  # ImageNet-1k class indices
 
-# one contract test per family of the foundation issue; (name, input side)
+# one contract test per supported model family; (name, input side)
 FAMILIES = [
     ("timm/tf_efficientnet_lite0", 64),
     ("torchvision/resnet18", 64),
