@@ -44,7 +44,7 @@ def _gap(df, d, k, a, b):
 
 
 def literature(df: pd.DataFrame, sidecar: dict) -> str:
-    """Effects (a)-(e) of REFERENCES.md, each with our numbers and a computed verdict."""
+    """Effects (a)-(e) of docs/references.md, each with our numbers and a computed verdict."""
     reg = regimes(df)
     lines = []
     near = [d for d in ("hymenoptera", "caltech101") if d in reg]
