@@ -19,21 +19,60 @@ class _Parser(argparse.ArgumentParser):
         raise FtlibError(message)
 
 
-def _list(text: str) -> list:
+# what each list flag takes, for the message when it is given empty
+_LIST_VALUES = {
+    "--dataset": "hymenoptera, cifar10, fashion_mnist, caltech101 or imagefolder:<path>",
+    "--strategies": "linear_probe, partial[:k=N], full, l2sp, lp_ft, scratch, bitfit, surgical[:k=N]",
+    "--shots": "integers >= 1 or 'all', e.g. --shots 5,all",
+    "--seeds": "integers >= 0, e.g. --seeds 0,1,2",
+}
+
+
+def _list(text: str, flag: str = "list") -> list:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise FtlibError(f"empty list {text!r}")
+        valid = _LIST_VALUES.get(flag)
+        raise FtlibError(f"{flag} is empty ({text!r}); give a comma list" + (f" of {valid}" if valid else "")
+                         + "; or leave the flag out for the profile's default")
     return items
+
+
+def _flag_list(flag: str):
+    return lambda text: _list(text, flag)
 
 
 def _seeds(text: str) -> list:
     out = []
-    for t in _list(text):
+    for t in _list(text, "--seeds"):
         try:
             out.append(int(t))
         except ValueError:
-            raise FtlibError(f"seeds must be integers, got {t!r} (e.g. --seeds 0,1,2)") from None
+            out.append(-1)
+        if out[-1] < 0:
+            raise FtlibError(f"--seeds must be integers >= 0, got {t!r} (e.g. --seeds 0,1,2)")
     return out
+
+
+def _resolution(text: str) -> int:
+    from .datasets import check_resolution
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = text
+    try:
+        return check_resolution(value, "the image side")
+    except FtlibError as e:  # argparse reports ArgumentTypeError's own words
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` once: not for ``None`` (the help says what it means) nor where the help has one."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _positive(name):
@@ -48,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m ftlib", description="ftlib: fine-tuning strategies benchmarked on one protocol.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     b = sub.add_parser("bench", help="run the benchmark grid into a resumable results store",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     b.add_argument("--profile", default="cpu", help=f"budget and default grid: {', '.join(PROFILES)}")
     b.add_argument("--dataset", default=None,
                    help=f"comma list: {', '.join(DATASETS)}, imagefolder:<path> (default: the "
@@ -58,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of linear_probe, partial[:k=N], full, l2sp[:alpha=A:beta=B], lp_ft, scratch, "
                         f"bitfit, surgical[:k=N] (default: the profile's; cpu: {','.join(STRATEGY_GRID)})")
     b.add_argument("--shots", default=None, help="comma list of ints or 'all' (default: the profile's per dataset)")
-    b.add_argument("--seeds", default=None, help="comma list of ints (default: the profile's)")
-    b.add_argument("--resolution", default=None, type=_positive("--resolution"),
-                   help="image side in px (default: the profile's per dataset)")
+    b.add_argument("--seeds", default=None, help="comma list of integers >= 0 (default: the profile's)")
+    b.add_argument("--resolution", default=None, type=_resolution,
+                   help="image side in px, 16 to 1024 (default: the profile's per dataset)")
     b.add_argument("--epochs", default=None, type=_positive("--epochs"),
                    help="fixed epochs (default: the profile's image-budget rule)")
     b.add_argument("--out", default=None, help="results directory (default: data/results/<profile>)")
@@ -76,12 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def bench_main(args) -> int:
     from .bench import bench, default_out, grid, report
+    from .paths import data_root
+
+    data_root()  # an unusable cache location (FTLIB_DATA) is reported before anything else
 
     def given(value, parse):  # an empty value is an error, not "use the default"
         return None if value is None else parse(value)
 
-    configs = grid(args.profile, datasets=given(args.dataset, _list), backbone=args.backbone,
-                   strategies=given(args.strategies, _list), shots=given(args.shots, _list),
+    configs = grid(args.profile, datasets=given(args.dataset, _flag_list("--dataset")), backbone=args.backbone,
+                   strategies=given(args.strategies, _flag_list("--strategies")),
+                   shots=given(args.shots, _flag_list("--shots")),
                    seeds=given(args.seeds, _seeds), resolution=args.resolution, epochs=args.epochs)
     store = bench(configs, args.out or default_out(args.profile), progress=not args.quiet,
                   jobs=args.jobs)
@@ -106,6 +149,10 @@ def main(argv=None) -> int:
         return 2
     except FtlibError as e:
         print(f"ftlib: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a folder filled up or turned read-only mid-run: finished runs are already stored
+        print(f"ftlib: error: cannot write {e.filename or 'a file'} ({e.strerror or e}); free some space or "
+              "choose another folder: --out for results, FTLIB_DATA for the cache", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ftlib: interrupted; every finished run is saved, rerun the same command to resume", file=sys.stderr)
