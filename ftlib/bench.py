@@ -16,7 +16,7 @@ import torch
 from .backbones import DEFAULT_BACKBONE, load_backbone
 from .datasets import DATASETS, check_resolution, clear_memory, load_dataset
 from .errors import FtlibError, unknown
-from .paths import CLONE_ROOT, data_root, writable_dir
+from .paths import CLONE_ROOT, clean_stale_tmp, data_root, writable_dir
 from .profiles import get_profile
 from .report import summary_table, to_markdown, write_summary
 from .runs import RunConfig, run
@@ -128,6 +128,7 @@ def bench(configs: list, out, progress: bool = True, log=print, jobs: int = 1) -
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise FtlibError(f"jobs must be a positive integer, got {jobs!r}")
     store = ResultStore(writable_dir(out, "choose a writable results folder with --out"))
+    clean_stale_tmp(store.path)  # what a killed write of results.csv left behind
     check(configs)
     todo = [c for c in configs if not store.has(c.run_id())]
     log(f"[ftlib] {len(configs)} runs in the grid, {len(configs) - len(todo)} already in {store.path}, "

@@ -67,7 +67,7 @@ def split_indices(labels, role, classes, shots="all", seed: int = 0, max_test_pe
             pool = _perm(pool, seed, c)
             n_val = min(max(1, round(VAL_FRACTION * len(pool))), VAL_MAX_PER_CLASS)
             val, train = pool[:n_val], pool[n_val:]
-        sizes.append({"images": len(mine), "test": len(test), "val": len(val), "train": len(train),
+        sizes.append({"images": len(mine), "test": len(mine) - len(pool), "val": len(val), "train": len(train),
                       "only_test": has_test and len(mine) > 0 and len(pool) == 0})
         if shots != "all":
             train = _perm(np.sort(train), seed, c, 2)[:shots]  # check_class_counts refuses a short class

@@ -76,11 +76,11 @@ def test_diverged_run_is_stored_and_the_grid_goes_on(tmp_path):
     (["--backbone", "timm/not_a_model"], "unknown timm model 'not_a_model'"),
     (["--backbone", "resnet18"], "backbone names look like 'timm/<model>' or 'torchvision/<model>'"),
     (["--profile", "laptop"], "unknown profile 'laptop'; valid: cpu, gpu, smoke"),
-    (["--strategies", ","], "empty list"),
-    (["--seeds", ""], "empty list"),
-    (["--shots", "500"], "shots=500 is more than class 'ants' has for training"),
+    (["--strategies", ","], "--strategies is empty"),
+    (["--seeds", ""], "--seeds is empty"),
+    (["--shots", "500"], "shots=500 is more than class 'bees' has for training"),
     (["--shots", "-3"], "shots must be 'all' or a positive integer"),
-    (["--seeds", "0,one"], "seeds must be integers, got 'one'"),
+    (["--seeds", "0,one"], "--seeds must be integers >= 0, got 'one'"),
     (["--epochs", "x"], "--epochs must be a positive integer"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):

@@ -99,3 +99,18 @@ def test_library_checks_seeds_and_resolution():
     assert check_resolution(16) == 16 and check_resolution(1024) == 1024
     with pytest.raises(FtlibError, match="from 16 to 1024"):
         load_dataset("hymenoptera", resolution=5000)
+
+
+def test_a_write_that_fails_mid_bench_exits_2_naming_the_file_and_what_to_change(monkeypatch, capsys):
+    from ftlib import __main__ as cli_main
+    from ftlib import bench as bench_module
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device", "/results/results.csv")
+
+    monkeypatch.setattr(bench_module, "bench", full)
+    rc = cli_main.main(["bench", "--profile", "smoke", "--dataset", "hymenoptera", "--strategies", "linear_probe",
+                        "--seeds", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "/results/results.csv (No space left on device)" in err and "--out" in err
+    assert "FTLIB_DATA" in err and "Traceback" not in err
