@@ -89,11 +89,11 @@ def test_a_damaged_decoded_dataset_is_rebuilt(cache_root, tmp_path):
 def test_a_damaged_probe_memo_is_refit(cache_root):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(20, 4)), np.repeat([0, 1], 10)
-    w, b, _ = probe.fit_logistic(x, y, x, y, (1.0,), 2)
+    w, b = probe.fit_logistic(x, y, x, y, (1.0,), 2)[:2]  # weight, bias first
     (memo,) = (cache_root / "cache" / "probes").glob("*.pt")
     _truncate(memo)
     with pytest.warns(UserWarning, match="damaged"):
-        w2, b2, _ = probe.fit_logistic(x, y, x, y, (1.0,), 2)
+        w2, b2 = probe.fit_logistic(x, y, x, y, (1.0,), 2)[:2]
     assert torch.equal(w, w2) and torch.equal(b, b2)
 
 
