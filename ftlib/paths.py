@@ -227,7 +227,7 @@ def verified_load(path, **load_kwargs):
     try:
         blob = torch.load(path, **{"map_location": "cpu", **load_kwargs})
         if not isinstance(blob, dict) or "ftlib_cache" not in blob:
-            problem = "no checksum: written by an older ftlib, or not an ftlib cache file"
+            problem = None  # not damaged, but unverifiable
         elif blob.get("ftlib_cache") != CACHE_FORMAT:
             problem = f"cache format {blob.get('ftlib_cache')!r}, this ftlib reads {CACHE_FORMAT}"
         elif blob.get("sha256") != digest(blob.get("payload")):
@@ -236,7 +236,11 @@ def verified_load(path, **load_kwargs):
             return blob["payload"]
     except Exception as e:  # truncated or overwritten bytes fail in the zip reader or the unpickler
         problem = f"unreadable: {type(e).__name__}"
-    warnings.warn(f"cache file {path} is damaged ({problem}); discarding it and rebuilding", stacklevel=2)
+    if problem is None:
+        warnings.warn(f"cache file {path} has no checksum (written by an older ftlib, or not an ftlib cache "
+                      "file), so it cannot be verified; discarding it and rebuilding", stacklevel=2)
+    else:
+        warnings.warn(f"cache file {path} is damaged ({problem}); discarding it and rebuilding", stacklevel=2)
     try:
         path.unlink()
     except OSError:
