@@ -83,6 +83,19 @@ def _positive(name):
     return parse
 
 
+def _at_least_zero(name, kind=int):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = -1
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a {'number' if kind is float else 'whole number'} "
+                                             f">= 0, got {text!r}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m ftlib", description="ftlib: fine-tuning strategies benchmarked on one protocol.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -106,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", default=1, type=_positive("--jobs"),
                    help="worker processes running runs side by side, torch's threads split between them "
                         "(docs/performance.md: 1.10x on 2 cores)")
+    b.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where runs execute: local (this process, or --jobs worker processes) or ray (a Ray "
+                        "started here, or the cluster of --address; needs pip install 'ftlib[ray]')")
+    b.add_argument("--address", default=None,
+                   help="ray: join this cluster (host:port, 'auto', ray://host:10001; default: $RAY_ADDRESS, "
+                        "else start Ray here)")
+    b.add_argument("--cpus-per-run", default=None, type=_positive("--cpus-per-run"),
+                   help="ray: CPUs each run reserves, also its torch thread count (default: 1)")
+    b.add_argument("--gpus-per-run", default=None, type=_at_least_zero("--gpus-per-run", float),
+                   help="ray: GPUs each run reserves, fractions share one; such runs train on CUDA, each in a "
+                        "fresh worker process (default: 0)")
+    b.add_argument("--max-retries", default=None, type=_at_least_zero("--max-retries"),
+                   help="ray: reruns of a run whose worker died before it is stored as failed (default: 3)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     c = sub.add_parser("compare", help="main-grid test accuracy of two results stores, cell by cell, vs seed noise")
     c.add_argument("reference", help="results directory, e.g. results")
@@ -115,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def bench_main(args) -> int:
     from .bench import bench, default_out, grid, report
+    from .executors import make_executor
     from .paths import data_root
 
+    # a flag of the other executor, or --executor ray without Ray, is reported before any work
+    executor = make_executor(args.executor, jobs=args.jobs, address=args.address, cpus_per_run=args.cpus_per_run,
+                             gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
     data_root()  # an unusable cache location (FTLIB_DATA) is reported before anything else
 
     def given(value, parse):  # an empty value is an error, not "use the default"
@@ -127,9 +157,10 @@ def bench_main(args) -> int:
                    shots=given(args.shots, _flag_list("--shots")),
                    seeds=given(args.seeds, _seeds), resolution=args.resolution, epochs=args.epochs)
     store = bench(configs, args.out or default_out(args.profile), progress=not args.quiet,
-                  jobs=args.jobs)
+                  executor=executor)
     report(store)
-    return 0
+    failed = store.failures()  # runs a cluster could not finish: exit 1, a rerun retries them
+    return 1 if len(failed) and failed.run_id.isin({c.run_id() for c in configs}).any() else 0
 
 
 def main(argv=None) -> int:
@@ -142,6 +173,9 @@ def main(argv=None) -> int:
             from .headline import compare_stores
             t = compare_stores(args.reference, args.rerun)
             print(t.round(3).to_string())
+            for side in ("reference", "rerun"):
+                counts = sorted({n for cell in t[f"threads_{side}"] for n in cell.split(",")})
+                print(f"torch threads per run, {side}: {', '.join(counts)}")
             print(f"cells within 2 standard errors: {int(t.within_2se.sum())}/{len(t)}; "
                   f"largest |diff| {t['diff'].abs().max():.3f}")
             return 0

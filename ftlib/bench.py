@@ -1,27 +1,25 @@
 """The benchmark runner: a grid of runs into a resumable results store, then tables and plots.
 
 A finished run is never recomputed: each config's hash is its key in the store, and a
-row is written atomically the moment its run ends.
+row is written atomically the moment its run ends. Where runs execute (this process, local
+workers, a Ray cluster) is the executor's job (``ftlib.executors``).
 """
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-
-import torch
 
 from .backbones import DEFAULT_BACKBONE, load_backbone
 from .datasets import DATASETS, check_resolution, clear_memory, load_dataset
 from .errors import FtlibError, unknown
+from .executors import LocalExecutor
 from .paths import CLONE_ROOT, clean_stale_tmp, data_root, writable_dir
 from .profiles import get_profile
 from .report import summary_table, to_markdown, write_summary
-from .runs import RunConfig, run
+from .runs import RunConfig
 from .splits import parse_shots
-from .store import ResultStore
+from .store import FAILED, ResultStore
 from .strategies import parse_strategy
 
 
@@ -88,85 +86,74 @@ def default_store(profile: str) -> Path:
     return data_root() / "results" / f"notebooks-{profile}"
 
 
-# ``bench --jobs N``: N worker processes, torch's threads split between them. Measured on this 2-core
-# machine (12 cpu-profile runs, hymenoptera + Fashion-MNIST 10-shot, seed 0): 303 s with one process of
-# two threads, 275 s with two single-threaded workers (1.10x): side by side each run is ~1.6x slower,
-# the two cores sharing one memory bus. Each worker holds its own model, activations and decoded
-# datasets, and a run's float rounding depends on its thread count (``torch_threads`` is recorded), so
-# the default stays one process: a rerun reproduces the committed store run for run.
-
-
-def _start_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-    try:  # Linux: die with the parent (a killed bench leaves no orphan training on)
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _run_in_worker(cfg: RunConfig, out: str):
-    """One run in a worker process; the worker writes its own row (the store locks), so a finished run
-    is kept even if the parent dies. None when another process finished it meanwhile."""
-    store = ResultStore(out)
-    if store.has(cfg.run_id()):
-        return None
-    rec = run(cfg, progress=False)
-    store.add(rec)
-    return rec
-
-
-def bench(configs: list, out, progress: bool = True, log=print, jobs: int = 1) -> ResultStore:
+def bench(configs: list, out, progress: bool = True, log=print, jobs: int = 1, executor=None) -> ResultStore:
     """Run every config not yet in the store at ``out``; write the summary; return the store.
 
-    ``jobs`` > 1 runs that many worker processes (``torch`` threads split between them), each
-    taking the next pending run; rows land in the store in completion order, and a rerun of the
-    same command resumes either way.
+    ``executor`` says where runs execute (``ftlib.executors``): by default in this process, or in
+    ``jobs`` local worker processes. Whatever the executor, only this process writes the store, a
+    row the moment its run returns, so a rerun of the same command resumes. Each run is claimed
+    (``ResultStore.claim``) until its row is written: a second bench on the same store skips it,
+    then waits for it at the end and trains it only if the other process did not store it.
     """
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise FtlibError(f"jobs must be a positive integer, got {jobs!r}")
+    executor = executor or LocalExecutor(jobs)
     store = ResultStore(writable_dir(out, "choose a writable results folder with --out"))
     clean_stale_tmp(store.path)  # what a killed write of results.csv left behind
     check(configs)
     todo = [c for c in configs if not store.has(c.run_id())]
     log(f"[ftlib] {len(configs)} runs in the grid, {len(configs) - len(todo)} already in {store.path}, "
-        f"{len(todo)} to run" + (f" in {jobs} worker processes" if jobs > 1 else ""))
-    start = time.perf_counter()
-
-    def done(i, cfg, rec):
-        log(f"[ftlib] {i}/{len(todo)} {cfg.dataset} shots={cfg.shots} seed={cfg.seed} {cfg.strategy.label}: "
-            f"{rec['status']} test_acc={rec['test_acc']:.3f} ({rec['train_seconds']:.0f}s; "
-            f"{time.perf_counter() - start:.0f}s elapsed)")
-
-    if jobs == 1 or not todo:
-        for i, cfg in enumerate(todo, 1):
-            if store.has(cfg.run_id()):  # another process (a notebook, a second bench) finished it meanwhile
-                continue
-            rec = run(cfg, progress=progress)
-            store.add(rec)
-            done(i, cfg, rec)
+        f"{len(todo)} to run" + (executor.where() if todo else ""))
+    if not todo:
         return store
-    clear_memory()  # check() decoded every dataset here; the workers hold their own copies
-    threads = max(1, torch.get_num_threads() // jobs)
-    ctx = multiprocessing.get_context("spawn")  # fork after torch has started its thread pools can hang
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker, initargs=(threads,)) as pool:
-        pending = {pool.submit(_run_in_worker, cfg, str(store.path)): cfg for cfg in todo}
-        finished = 0
-        try:
-            while pending:
-                ready, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in ready:
-                    cfg = pending.pop(fut)
-                    rec = fut.result()  # a worker's exception is raised here; finished rows stay stored
-                    finished += 1
-                    if rec is not None:
-                        done(finished, cfg, rec)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    if not executor.in_process:
+        clear_memory()  # check() decoded every dataset here; the runs decode their own
+    start, count, held, busy = time.perf_counter(), {"done": 0, "failed": 0}, {}, []
+
+    def drain(claimed):
+        for cfg, rec in executor.run(claimed, progress=progress):
+            added = store.add(rec)  # False: a retried task that had finished already; dropped
+            held.pop(cfg.run_id()).close()
+            count["done"] += 1
+            count["failed"] += rec["status"] == FAILED
+            log(_line(count["done"], len(todo), cfg, rec, time.perf_counter() - start)
+                + ("" if added else " (already stored, dropped)"))
+
+    try:
+        drain(_claimed(todo, store, held, busy, wait=False))
+        if busy:
+            log(f"[ftlib] waiting for {len(busy)} runs that another process on {store.path} is training")
+            drain(_claimed(busy, store, held, [], wait=True))
+    finally:
+        for claim in held.values():
+            claim.close()
+    if count["failed"]:
+        log(f"[ftlib] {count['failed']} runs failed; their rows hold the error (ResultStore.failures()); "
+            "rerun the same command to retry them")
     return store
+
+
+def _claimed(configs, store: ResultStore, held: dict, busy: list, wait: bool):
+    """Yield the configs this process claims, one at a time, so an executor that takes them one by
+    one claims each just before training it; ``held`` gets the claims, ``busy`` what others hold."""
+    for cfg in configs:
+        rid = cfg.run_id()
+        if store.has(rid):  # another process finished it meanwhile
+            continue
+        claim = store.claim(rid, wait=wait)
+        if claim is None:
+            busy.append(cfg)
+        elif store.has(rid):  # finished between the check and the claim
+            claim.close()
+        else:
+            held[rid] = claim
+            yield cfg
+
+
+def _line(i: int, n: int, cfg: RunConfig, rec: dict, elapsed: float) -> str:
+    what = f"[ftlib] {i}/{n} {cfg.dataset} shots={cfg.shots} seed={cfg.seed} {cfg.strategy.label}: "
+    if rec["status"] == FAILED:
+        return what + f"failed: {rec['error']} ({elapsed:.0f}s elapsed)"
+    return what + (f"{rec['status']} test_acc={rec['test_acc']:.3f} ({rec['train_seconds']:.0f}s; "
+                   f"{elapsed:.0f}s elapsed)")
 
 
 def notebook_profile() -> str:

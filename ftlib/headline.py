@@ -129,7 +129,9 @@ def compare_stores(reference, rerun) -> pd.DataFrame:
     """Main-grid test accuracy of two stores side by side: is a rerun within seed noise of the reference?
 
     Per cell: both means and stds, their difference, the standard error of that difference
-    (sqrt((s1² + s2²) / n), n = seeds) and whether |difference| <= 2 standard errors.
+    (sqrt((s1² + s2²) / n), n = seeds), whether |difference| <= 2 standard errors, and each
+    store's torch thread counts (``threads_reference``, ``threads_rerun``: a run's float rounding
+    depends on its thread count, so a rerun with other threads need not match run for run).
 
     Example:
         >>> compare_stores("results", "data/results/cpu")  # doctest: +SKIP
@@ -144,7 +146,9 @@ def compare_stores(reference, rerun) -> pd.DataFrame:
             raise FtlibError(f"no results store at {path} (a directory with results.csv, written by python -m ftlib bench)")
         df = ResultStore(path).frame()
         df = df[df.run_id.isin(ids) & (df.status == "ok")] if len(df) else df
-        stats.append(df.groupby(keys).test_acc.agg(["mean", "std", "count"]) if len(df) else None)
+        cells = df.groupby(keys) if len(df) else None
+        stats.append(cells.test_acc.agg(["mean", "std", "count"]).assign(
+            threads=cells.torch_threads.agg(_threads) if "torch_threads" in df else "?") if len(df) else None)
     if any(s is None for s in stats):
         raise FtlibError("both stores need finished main-grid runs (python -m ftlib bench --profile cpu)")
     t = stats[0].join(stats[1], how="inner", suffixes=("_reference", "_rerun"))
@@ -152,3 +156,8 @@ def compare_stores(reference, rerun) -> pd.DataFrame:
     t["se_diff"] = np.sqrt(t.std_reference ** 2 / t.count_reference + t.std_rerun ** 2 / t.count_rerun)
     t["within_2se"] = t["diff"].abs() <= 2 * t.se_diff + 1e-9
     return t.drop(columns=["count_reference", "count_rerun"])
+
+
+def _threads(values: pd.Series) -> str:
+    """The torch thread counts of a cell's runs: ``"2"``, ``"1,2"``, or ``"?"`` where none is recorded."""
+    return ",".join(str(n) for n in sorted({int(v) for v in pd.to_numeric(values, errors="coerce").dropna()})) or "?"

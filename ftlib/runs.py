@@ -6,9 +6,13 @@ import datetime
 import hashlib
 import json
 import math
+import platform
+import socket
 import time
 from dataclasses import dataclass
 
+import numpy as np
+import timm
 import torch
 
 from . import hyper
@@ -138,7 +142,9 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
         "status": status, "val_acc": val_acc, "test_acc": test_acc, "train_seconds": train_seconds,
         "trainable_params": sum(p.numel() for _, p, _ in trainable), "peak_mem_mb": mem,
         "ftlib_version": __version__, "torch_version": str(torch.__version__), "device": _device_name(model),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "host": socket.gethostname(),
+        "python_version": platform.python_version(), "timm_version": timm.__version__,
+        "numpy_version": np.__version__,
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "curves": curves, "block_distance": block_distances(bb, w0),
     }

@@ -115,15 +115,16 @@ def test_jobs_run_each_config_once_in_workers_and_resume(tmp_path):
     assert cli(*args[:-2], "--jobs", "0", "--out", out).returncode == 2  # a bad --jobs is an input error
 
 
-def test_without_strategies_the_cli_runs_the_profiles_grid(monkeypatch):
+def test_without_strategies_the_cli_runs_the_profiles_grid(monkeypatch, tmp_path):
     """``--strategies`` left out means the profile's grid: the gpu profile's LP-FT runs at lr 3e-4."""
     from ftlib import __main__ as entry, bench
+    from ftlib.store import ResultStore
 
     seen = {}
 
     def fake_bench(configs, out, **kw):  # capture the grid instead of training it
         seen.setdefault("labels", []).append(sorted({c.strategy.label for c in configs}))
-        return None
+        return ResultStore(tmp_path)
 
     monkeypatch.setattr(bench, "bench", fake_bench)
     monkeypatch.setattr(bench, "report", lambda store: None)
