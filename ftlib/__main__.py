@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 # what each list flag takes, for the message when it is given empty
 _LIST_VALUES = {
-    "--dataset": "hymenoptera, cifar10, fashion_mnist, caltech101 or imagefolder:<path>",
+    "--dataset": f"{', '.join(DATASETS)} or imagefolder:<path>",
     "--strategies": "linear_probe, partial[:k=N], full, l2sp, lp_ft, scratch, bitfit, surgical[:k=N]",
     "--shots": "integers >= 1 or 'all', e.g. --shots 5,all",
     "--seeds": "integers >= 0, e.g. --seeds 0,1,2",

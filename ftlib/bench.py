@@ -57,7 +57,7 @@ def grid(profile: str = "cpu", datasets=None, backbone: str = DEFAULT_BACKBONE, 
             configs.append(RunConfig(
                 dataset=d, backbone=backbone, strategy=strat, shots=k, seed=seed, resolution=res,
                 epochs=epochs or prof.epochs, max_test_per_class=prof.max_test_per_class.get(d),
-                image_budget=prof.image_budget, min_epochs=prof.min_epochs, max_epochs=prof.max_epochs,
+                min_steps=prof.min_steps, max_steps=prof.max_steps, val_per_class=prof.val_per_class,
                 profile=prof.name))
     return configs
 

@@ -19,7 +19,7 @@ from .paths import atomic_save, verified_load
 from .splits import split_indices
 from .transforms import to_float
 
-DATASETS = ("hymenoptera", "caltech101", "fashion_mnist")
+DATASETS = ("hymenoptera", "cifar10", "fashion_mnist", "caltech101")
 DEFAULT_RESOLUTION = 224
 # below 16 px the backbones' stride-32 features collapse; above 1024 px one decoded image is 3 MB and a
 # decoded dataset of thousands of images no longer fits in memory
@@ -36,6 +36,7 @@ class Decoded:
     classes: list
     role: np.ndarray  # per image: "train", "val" or "test" as the source ships it ("" = unassigned)
     fingerprint: str = ""
+    origin: str = ""  # which copy of the data: "official", "jpeg-mirror" (CIFAR-10), "folder"
 
 
 class ImageTensors(torch.utils.data.Dataset):
@@ -77,6 +78,7 @@ class SplitDataset:
     seed: int
     resolution: int
     sizes: dict = field(default_factory=dict)
+    origin: str = ""  # which copy of the data was read ("official", "jpeg-mirror", "folder")
 
     @property
     def num_classes(self) -> int:
@@ -91,6 +93,7 @@ class SplitDataset:
 def decode(name: str, resolution: int) -> Decoded:
     """Decode a whole dataset at ``resolution`` once (memory, then ``data/cache/``, then the files)."""
     src = sources.locate(name)
+    resolution = getattr(src, "native", None) or resolution  # small native images are resized per batch
     key = (name, resolution, src.fingerprint)
     if key in _MEMORY:
         return _MEMORY[key]
@@ -102,7 +105,8 @@ def decode(name: str, resolution: int) -> Decoded:
         images, labels, classes, role = src.read(resolution)
         blob = {"images": images, "labels": labels, "classes": classes, "role": role}
         atomic_save(blob, path)
-    dec = Decoded(blob["images"], blob["labels"], list(blob["classes"]), np.asarray(blob["role"]), src.fingerprint)
+    dec = Decoded(blob["images"], blob["labels"], list(blob["classes"]), np.asarray(blob["role"]), src.fingerprint,
+                  getattr(src, "origin", "folder"))
     _MEMORY[key] = dec
     return dec
 
@@ -122,17 +126,19 @@ def clear_memory() -> None:
 
 
 def load_dataset(name: str, shots="all", seed: int = 0, resolution: int | None = None,
-                 max_test_per_class: int | None = None) -> SplitDataset:
+                 max_test_per_class: int | None = None, val_per_class: int = 0) -> SplitDataset:
     """Load a dataset with a seeded, stratified split.
 
     Args:
-        name: ``hymenoptera``, ``caltech101``, ``fashion_mnist`` or ``imagefolder:<path>``.
+        name: ``hymenoptera``, ``cifar10``, ``fashion_mnist``, ``caltech101`` or ``imagefolder:<path>``.
         shots: ``"all"`` or an int k: exactly k training images per class.
         seed: chooses ``val`` (carved from the training data, stratified) and the k-shot subset;
             the same seed gives the same split on any machine.
         resolution: square side the images are resized to (default 224).
         max_test_per_class: keep at most this many test images per class (a fixed subset, the
             same for every seed) to make evaluation cheaper; None keeps the whole test split.
+        val_per_class: labelled val images per class, carved before the k shots (default 0: none;
+            a k-shot run then reads exactly k labelled images per class).
 
     Example:
         >>> ds = load_dataset("hymenoptera", shots=5, seed=0, resolution=64)
@@ -147,9 +153,9 @@ def load_dataset(name: str, shots="all", seed: int = 0, resolution: int | None =
     check_resolution(resolution)
     dec = decode(name, resolution)
     idx = split_indices(dec.labels.numpy(), dec.role, dec.classes, shots=shots, seed=int(seed),
-                        max_test_per_class=max_test_per_class)
+                        max_test_per_class=max_test_per_class, val_per_class=val_per_class)
     source = f"{name}|{resolution}px|{dec.fingerprint}"
     parts = {k: ImageTensors(dec.images[v], dec.labels[v], dec.classes, resolution, v, source)
              for k, v in idx.items()}
     return SplitDataset(name, dec.classes, parts["train"], parts["val"], parts["test"], shots, int(seed),
-                        resolution, {k: len(v) for k, v in idx.items()})
+                        resolution, {k: len(v) for k, v in idx.items()}, dec.origin)

@@ -1,9 +1,12 @@
-"""Linear probing: features extracted once (and cached), L2 logistic regression with its strength chosen on val.
+"""Linear probing: features extracted once (and cached), L2 logistic regression with its strength chosen inside the shots.
 
-Protocol of Kornblith, Shlens & Le (2019): frozen backbone in eval mode, no
-augmentation, centre crop, multinomial logistic regression by L-BFGS, regularisation
-picked on a validation split from a log-spaced grid. The solution is written into the
-model's linear head, so a probe is evaluated, saved and reused like any other model.
+Protocol of Kornblith, Shlens & Le (2019): frozen backbone in eval mode, no augmentation,
+centre crop, multinomial logistic regression by L-BFGS, regularisation picked from a
+log-spaced grid. Two changes for few-shot work: the strength is chosen by cross-validation
+inside the k labelled images per class (then refit on all of them), and the nearest-class-mean
+head is a candidate too (the limit of strong regularisation, and the only sound choice at one
+shot). The solution is written into the model's linear head, so a probe is evaluated, saved
+and reused like any other model.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import pandas as pd
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 from .paths import atomic_save, cache_dir, verified_load
 from .transforms import prepare
@@ -23,7 +28,8 @@ from .fuse import folded_view
 from .train import EVAL_BATCH, autocast, device_of
 
 
-PROBE_SOLVER = "standardised-lbfgs-v1"  # part of the memo key: bump when the solver changes
+PROBE_SOLVER = "cosine-ncm-or-lbfgs-cv-1se-v5"  # part of the memo key: bump when the solver changes
+CV_FOLDS = 5
 
 
 @torch.inference_mode()
@@ -73,47 +79,121 @@ def _features(bb, images, resolution, batch_size, amp):
     return torch.cat(captured)
 
 
-def fit_logistic(train_x, train_y, val_x, val_y, c_grid, num_classes: int):
-    """Fit one L-BFGS logistic regression per C (warm-started, small to large); keep the best on val.
+NCM_TEMPERATURE = 10.0  # logit scale of the cosine head: sets LP-FT's starting confidence, never a prediction
 
-    Features are standardised with the train mean/std first (L-BFGS converges in far fewer
-    iterations); the scaling is folded back into the returned weights, so they apply to raw
-    features. Returns ``(weight [K, D], bias [K], path DataFrame with C and val_acc)``.
-    Results are memoised on disk: LP-FT reuses the probe of the same split for free.
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _absent(y, num_classes) -> np.ndarray:
+    """Bias for the classes with no training image: -1e4, so they are never predicted."""
+    return np.where(np.bincount(y, minlength=num_classes) > 0, 0.0, -1e4)
+
+
+def _ncm_head(x: np.ndarray, y: np.ndarray, num_classes: int):
+    """Nearest class mean by cosine, as a linear head on unit-norm features: weight = unit class means.
+
+    argmax_c mean_c . x / |x| is argmax_c mean_c . x, so the same head applies to raw features.
     """
-    train_x, val_x = np.asarray(train_x, np.float64), np.asarray(val_x, np.float64)
-    train_y, val_y = np.asarray(train_y), np.asarray(val_y)
-    key = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in (train_x, train_y, val_x, val_y))
+    mu = np.stack([x[y == c].mean(0) if (y == c).any() else np.zeros(x.shape[1]) for c in range(num_classes)])
+    return NCM_TEMPERATURE * _unit(mu), _absent(y, num_classes)
+
+
+def _logistic_head(x, y, c, num_classes):
+    # no intercept: on unit-norm features a bias-free head has the same argmax on raw features
+    clf = LogisticRegression(C=c, max_iter=300, tol=1e-4, fit_intercept=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x, y)
+    coef, seen = clf.coef_, clf.classes_
+    weight = np.zeros((num_classes, x.shape[1]))
+    if coef.shape[0] == 1:  # binary: sklearn keeps one logit z; softmax([-z/2, z/2]) == sigmoid(z)
+        weight[seen[0]], weight[seen[1]] = -coef[0] / 2, coef[0] / 2
+    else:
+        weight[seen] = coef
+    return weight, _absent(y, num_classes)
+
+
+def _head(x, y, c, num_classes):
+    """``c`` = 0 is the nearest-class-mean head (the limit of strong regularisation); else logistic."""
+    return _ncm_head(x, y, num_classes) if c == 0 else _logistic_head(x, y, c, num_classes)
+
+
+def _accuracy(head, x, y) -> float:
+    weight, bias = head
+    return float(((x @ weight.T + bias).argmax(1) == y).mean())
+
+
+def _one_standard_error(scores, n_scored: int) -> int:
+    """Index of the first candidate scoring within one standard error of the best (0 if none scored)."""
+    scores = np.asarray(scores, float)
+    if np.isnan(scores).all():
+        return 0
+    top, n = np.nanmax(scores), max(1, n_scored)
+    p = (top * n + 2) / (n + 4)  # Agresti-Coull: a perfect score on 10 images is not certainty
+    se = np.sqrt(p * (1 - p) / n)
+    return int(np.flatnonzero(scores >= top - se - 1e-12)[0])
+
+
+def select_and_fit(train_x, train_y, val_x, val_y, c_grid, num_classes: int, folds: int = CV_FOLDS):
+    """Choose the regularisation inside the labelled budget, then refit on all training images.
+
+    Candidates: the nearest-class-mean head by cosine (``C = 0``) and bias-free L2 logistic regression
+    for each C of ``c_grid``, both on unit-norm features: no per-feature statistics, which 1 or 2
+    images per class cannot estimate. A bias-free head on unit-norm features predicts the same class
+    from raw features, so it is written into the model's linear head divided by the training features'
+    mean norm (probabilities calibrated on average, predictions exact). Selection: on ``val`` when
+    one is given; else stratified ``min(folds, smallest class)``-fold cross-validation inside the
+    training images; with one image per class nothing can be held out and the nearest-class-mean
+    head is used. The one-standard-error rule (Hastie, Tibshirani & Friedman, ESL 7.10) picks the most
+    regularised candidate (nearest class mean first, then smaller C) whose score is within one
+    standard error of the best: with a handful of held-out images, a larger score is mostly noise.
+
+    Returns ``(weight [K, D], bias [K], path DataFrame with C and score, selection)`` in raw-feature units.
+    """
+    x, y = np.asarray(train_x, np.float64), np.asarray(train_y)
+    scale = float(np.linalg.norm(x, axis=1).mean()) or 1.0
+    x = _unit(x)
+    candidates = [0.0, *sorted(float(c) for c in c_grid)]
+    smallest = int(np.bincount(y, minlength=num_classes)[np.unique(y)].min()) if len(y) else 0
+    with threadpool_limits(1):  # tiny BLAS calls: threads only fight torch's for the cores
+        if len(val_y):
+            vx, vy = _unit(np.asarray(val_x, np.float64)), np.asarray(val_y)
+            scores = [_accuracy(_head(x, y, c, num_classes), vx, vy) for c in candidates]
+            selection = "val"
+        elif smallest >= 2:
+            k = min(folds, smallest)
+            split = StratifiedKFold(k, shuffle=True, random_state=0).split(x, y)
+            scores = np.zeros(len(candidates))
+            for tr, va in split:
+                scores += [_accuracy(_head(x[tr], y[tr], c, num_classes), x[va], y[va]) for c in candidates]
+            scores = list(scores / k)
+            selection = f"cv{k}"
+        else:
+            scores, selection = [float("nan")] * len(candidates), "ncm (1 shot: nothing to hold out)"
+        best = _one_standard_error(scores, len(val_y) or len(y))
+        weight, bias = _head(x, y, candidates[best], num_classes)
+    path = pd.DataFrame({"C": candidates, "score": scores})
+    return weight / scale, bias, path, selection
+
+
+def fit_logistic(train_x, train_y, val_x, val_y, c_grid, num_classes: int):
+    """``select_and_fit``, memoised on disk (LP-FT reuses the probe of the same split for free).
+
+    Returns ``(weight [K, D] float32, bias [K] float32, path DataFrame, selection)``.
+    """
+    arrays = [np.ascontiguousarray(a) for a in (train_x, train_y, val_x, val_y)]
+    key = hashlib.sha1(b"".join(a.tobytes() for a in arrays)
                        + repr((sorted(c_grid), num_classes, PROBE_SOLVER)).encode()).hexdigest()[:20]
     memo = cache_dir("cache", "probes") / f"{key}.pt"
     blob = verified_load(memo, weights_only=False)
     if blob is not None:
-        return blob["weight"], blob["bias"], pd.DataFrame(blob["path"])
-    mu, sigma = train_x.mean(0), train_x.std(0) + 1e-6
-    tx, vx = (train_x - mu) / sigma, (val_x - mu) / sigma
-    clf = LogisticRegression(max_iter=300, warm_start=True, tol=1e-4)
-    rows, best = [], None
-    for c in sorted(c_grid):
-        clf.set_params(C=c)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(tx, train_y)
-        acc = float((clf.predict(vx) == val_y).mean())
-        rows.append({"C": c, "val_acc": acc})
-        if best is None or acc > best[0]:  # ties keep the smaller C: the stronger regularisation
-            best = (acc, clf.coef_ / sigma, clf.intercept_ - (clf.coef_ / sigma) @ mu, clf.classes_.copy())
-    _, coef, intercept, seen = best
-    weight, bias = np.zeros((num_classes, coef.shape[1])), np.zeros(num_classes)
-    if coef.shape[0] == 1:  # binary: sklearn keeps one logit z; softmax([-z/2, z/2]) == sigmoid(z)
-        weight[seen[0]], weight[seen[1]] = -coef[0] / 2, coef[0] / 2
-        bias[seen[0]], bias[seen[1]] = -intercept[0] / 2, intercept[0] / 2
-    else:
-        weight[seen], bias[seen] = coef, intercept
-        missing = np.setdiff1d(np.arange(num_classes), seen)
-        bias[missing] = -1e4  # a class absent from train can never be predicted
+        return blob["weight"], blob["bias"], pd.DataFrame(blob["path"]), blob["selection"]
+    weight, bias, path, selection = select_and_fit(*arrays, c_grid, num_classes)
     weight, bias = torch.tensor(weight, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32)
-    atomic_save({"weight": weight, "bias": bias, "path": rows}, memo)
-    return weight, bias, pd.DataFrame(rows)
+    atomic_save({"weight": weight, "bias": bias, "path": path.to_dict("list"), "selection": selection}, memo)
+    return weight, bias, path, selection
 
 
 def fit_probe(bb, ds, c_grid, progress: bool = False) -> dict:
@@ -121,15 +201,15 @@ def fit_probe(bb, ds, c_grid, progress: bool = False) -> dict:
 
     Example:
         >>> out = fit_probe(bb, ds, PROBE_C_GRID)  # doctest: +SKIP
-        >>> out["C"], out["val_acc"]  # doctest: +SKIP
+        >>> out["C"], out["selection"], out["score"]  # doctest: +SKIP
     """
     start = time.perf_counter()
     tr, va = extract_features(bb, ds.train), extract_features(bb, ds.val)
     feature_seconds = time.perf_counter() - start
-    weight, bias, path = fit_logistic(tr, ds.train.labels, va, ds.val.labels, c_grid, len(ds.classes))
+    weight, bias, path, selection = fit_logistic(tr, ds.train.labels, va, ds.val.labels, c_grid, len(ds.classes))
     with torch.no_grad():
         bb.head.weight.copy_(weight.to(bb.head.weight.device))
         bb.head.bias.copy_(bias.to(bb.head.bias.device))
-    best = path.loc[path.val_acc.idxmax()]
-    return {"C": float(best.C), "val_acc": float(best.val_acc), "path": path,
+    best = path.iloc[0] if path.score.isna().all() else path.loc[path.score.idxmax()]
+    return {"C": float(best.C), "score": float(best.score), "selection": selection, "path": path,
             "feature_seconds": feature_seconds, "seconds": time.perf_counter() - start}

@@ -22,7 +22,7 @@ KEYS = ["dataset", "shots", "strategy_label"]
 # Table and legend order: from least to most adapted weights, as the tutorials present them.
 STRATEGY_ORDER = ["scratch", "linear_probe", "partial", "l2sp", "lp_ft", "full"]
 # Config columns that must agree inside one table cell; a mix means df was not filtered.
-SAME_WITHIN_GROUP = ["backbone", "profile", "resolution", "epochs"]
+SAME_WITHIN_GROUP = ["backbone", "profile", "resolution", "epochs", "data_source"]  # data_source: never mix copies
 NUMERIC_COLUMNS = ["n_seeds", "diverged", "test_acc_mean", "test_acc_std", "val_acc_mean",
                    "train_seconds", "trainable_params", "peak_mem_mb"]
 PLOTS = ["acc_vs_shots", "acc_vs_time", "block_distance", "learning_curves"]
@@ -116,6 +116,53 @@ def _summarise(grp: pd.DataFrame) -> dict:
     }
 
 
+LOSS_CRITERION = 0.35  # a gradient-trained run "trains" when its final training loss is <= 0.35 ln C
+
+
+def budget_table(df: pd.DataFrame) -> pd.DataFrame:
+    """What each cell's runs were given and how far they trained, to read every accuracy in its light.
+
+    One row per (dataset, shots, strategy_label): labelled images per run (train + val, every label
+    a run reads), optimiser steps, final training loss as a fraction of ln C (chance level; mean
+    over seeds and the worst seed), the selected epoch / epochs, and whether the cell trains (mean
+    final loss <= ``LOSS_CRITERION`` ln C; the probe is closed-form and scratch is exempt).
+
+    Example:
+        >>> df = pd.DataFrame({"dataset": "toy", "shots": 5, "strategy": "full", "strategy_label": "full",
+        ...                    "status": "ok", "n_labelled": 10, "num_classes": 2, "steps": 40, "epochs": 6,
+        ...                    "selected_epoch": 6, "final_train_loss": [0.1, 0.2]})
+        >>> round(float(budget_table(df).loc[("toy", 5, "full"), "loss / ln C"]), 3)
+        0.216
+    """
+    rows = {}
+    ok = _ok(df)
+    for (dataset, shots, label), grp in ok.groupby([ok["dataset"], ok["shots"].map(str), ok["strategy_label"]],
+                                                   sort=False):
+        strategy = grp["strategy"].iloc[0] if "strategy" in grp else ""
+        num = lambda c: pd.to_numeric(grp[c], errors="coerce") if c in grp else pd.Series(dtype=float)  # noqa: E731
+        n_classes = num("num_classes").max()
+        frac = num("final_train_loss") / math.log(n_classes) if n_classes and n_classes > 1 else num("final_train_loss") * np.nan
+        closed = strategy == "linear_probe"
+        if closed:
+            verdict = "closed form"
+        elif strategy == "scratch":
+            verdict = "exempt"
+        else:
+            verdict = "yes" if frac.mean() <= LOSS_CRITERION else "NO"
+        sel = "–" if closed else f"{num('selected_epoch').mean():.0f} / {num('epochs').mean():.0f}"
+        order = (dataset, _shots_key(shots), _strategy_key(strategy, label))
+        rows[order] = ((dataset, int(shots) if shots.isdigit() else shots, label), {
+            "labelled": int(num("n_labelled").max()) if num("n_labelled").notna().any() else math.nan,
+            "steps": math.nan if closed else float(num("steps").mean()),
+            "loss / ln C": math.nan if closed else float(frac.mean()),
+            "worst seed": math.nan if closed else float(frac.max()),
+            "epoch kept": sel, "trains": verdict})
+    keys, values = zip(*[rows[o] for o in sorted(rows)]) if rows else ([], [])
+    index = pd.MultiIndex.from_tuples(keys, names=KEYS) if keys else pd.MultiIndex.from_arrays([[], [], []], names=KEYS)
+    return pd.DataFrame(list(values), index=index,
+                        columns=["labelled", "steps", "loss / ln C", "worst seed", "epoch kept", "trains"])
+
+
 def _pm(mean: float, std: float) -> str:
     if pd.isna(mean):
         return "–"  # every seed diverged
@@ -127,8 +174,10 @@ def _cell(value, column: str) -> str:
         return value.replace("|", "\\|")  # a bare | would split the markdown cell
     if pd.isna(value):
         return "–"
-    if column == "trainable_params" or isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
+    if column in ("trainable_params", "labelled", "steps") or isinstance(value, (int, np.integer)):
+        return f"{int(round(value)):,}"
+    if column in ("loss / ln C", "worst seed"):
+        return f"{value:.2f}"
     return f"{value:,.{ {'train_seconds': 1, 'peak_mem_mb': 0}.get(column, 3) }f}"
 
 
@@ -275,7 +324,9 @@ def plot_block_distance(df: pd.DataFrame, sidecar: dict, ax=None):
 
 
 def plot_learning_curves(df: pd.DataFrame, sidecar: dict, ax=None, max_panels: int = 6):
-    """Validation accuracy per epoch (mean over seeds), one panel per dataset × shots.
+    """Training loss per epoch as a fraction of ln C (mean over seeds), one panel per dataset × shots.
+
+    The dashed line is the ``LOSS_CRITERION`` a run must reach to count as trained; 1.0 is chance.
 
     Shows the first ``max_panels`` (dataset, shots) pairs in table order, so a big sweep
     stays readable. Returns the Figure; ``ax`` may be an array of Axes, one per panel.
@@ -293,8 +344,11 @@ def plot_learning_curves(df: pd.DataFrame, sidecar: dict, ax=None, max_panels: i
     for a, (dataset, shots) in zip(axes, groups):
         sub = ok[(ok["dataset"] == dataset) & (ok["shots"].map(str) == str(shots))]
         for label, colour in colours.items():
-            curves = [sidecar.get(rid, {}).get("curves", {}).get("val_acc")
-                      for rid in sub.loc[sub["strategy_label"] == label, "run_id"]]
+            runs = sub[sub["strategy_label"] == label]
+            n_classes = pd.to_numeric(runs["num_classes"], errors="coerce").max() if "num_classes" in runs else np.nan
+            scale = math.log(n_classes) if n_classes and n_classes > 1 else 1.0
+            curves = [[v / scale for v in c] if c else c
+                      for c in (sidecar.get(rid, {}).get("curves", {}).get("train_loss") for rid in runs["run_id"])]
             if curves := [c for c in curves if c]:
                 # Pad with NaN so runs of different length still average epoch by epoch.
                 grid = np.full((len(curves), max(map(len, curves))), np.nan)
@@ -302,7 +356,8 @@ def plot_learning_curves(df: pd.DataFrame, sidecar: dict, ax=None, max_panels: i
                     grid[i, :len(c)] = c
                 epochs = np.arange(1, grid.shape[1] + 1)
                 a.plot(epochs, np.nanmean(grid, axis=0), color=colour, label=label)
-        a.set(title=f"{dataset}, shots={shots}", xlabel="epoch", ylabel="val accuracy")
+        a.axhline(LOSS_CRITERION, color="k", ls="--", lw=0.8)
+        a.set(title=f"{dataset}, shots={shots}", xlabel="epoch", ylabel="training loss / ln C")
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
         if a.get_legend_handles_labels()[0]:
@@ -352,7 +407,11 @@ def write_summary(store_dir, run_ids=None) -> dict:
                 plt.close(fig)  # a sweep writing many summaries must not pile up open figures
     md = [f"# Results: {store.path.name}", "",
           f"{len(df)} finished runs. Test accuracy is mean ± std over seeds; "
-          "diverged runs are counted, not averaged.", "", *_failures(store, run_ids), to_markdown(summary_table(df)),
+          "diverged runs are counted, not averaged.", "", *_failures(store, run_ids),
+          "## Budget: what each run was given, and how far it trained", "",
+          f"Final training loss as a fraction of ln C (1.0 = chance); a cell trains when its mean is <= "
+          f"{LOSS_CRITERION}. Labelled = every labelled image a run reads.", "",
+          to_markdown(budget_table(df)), "## Test accuracy", "", to_markdown(summary_table(df)),
           "## Plots", "", *[f"![{n}]({n}.png)" for n in PLOTS if n not in failed], ""]
     paths["summary"] = store.path / "summary.md"
     paths["summary"].write_text("\n".join(md), encoding="utf-8")

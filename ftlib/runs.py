@@ -19,7 +19,7 @@ from . import hyper
 from .backbones import DEFAULT_BACKBONE, load_backbone
 from .datasets import load_dataset
 from .errors import FtlibError
-from .probe import fit_probe
+from .probe import extract_features, fit_probe
 from .strategies import PROBE_C_GRID, Full, Strategy, parse_strategy, trainable_parameters
 from .train import _PeakMemory, device_of, evaluate, fit
 from .version import __version__
@@ -30,7 +30,8 @@ class RunConfig:
     """Everything that defines a run; its hash is the run's id in a results store.
 
     ``epochs``, ``batch_size`` and the strategy's ``lr`` left as None are filled by
-    ``ftlib.hyper`` from the data size.
+    ``ftlib.hyper`` from the data size: a fixed schedule of ``hyper.train_steps(n_train,
+    min_steps, max_steps)`` optimiser steps, with no epoch selection unless ``val_per_class`` > 0.
 
     Example:
         >>> RunConfig("hymenoptera", strategy=Full(), shots=10, seed=1).run_id()[:8]  # doctest: +SKIP
@@ -45,9 +46,9 @@ class RunConfig:
     epochs: int | None = None
     batch_size: int | None = None
     max_test_per_class: int | None = None
-    image_budget: int = 4000  # epochs = image_budget / n_train, within [min_epochs, max_epochs]
-    min_epochs: int = 3
-    max_epochs: int = 15
+    min_steps: int = 40  # fixed schedule: ~10 passes over the labelled set, within [min_steps, max_steps]
+    max_steps: int = 80
+    val_per_class: int = 0  # labelled val images per class beyond the k shots (0: the k-shot budget is all)
     amp: bool = True
     profile: str = "custom"
 
@@ -101,11 +102,13 @@ def block_distances(bb, start: dict) -> dict:
 def prepare_run(config: RunConfig, device=None):
     """Load data and backbone for ``config`` (seeded), and resolve the hyper-rule defaults."""
     torch.manual_seed(config.seed)  # the new head's initialisation is part of the run's seed
-    ds = load_dataset(config.dataset, config.shots, config.seed, config.resolution, config.max_test_per_class)
+    ds = load_dataset(config.dataset, config.shots, config.seed, config.resolution, config.max_test_per_class,
+                      val_per_class=config.val_per_class)
     bb = load_backbone(config.backbone, num_classes=len(ds.classes), pretrained=config.strategy.pretrained)
     bb.model.to(device or default_device())
     bs = config.batch_size or hyper.batch_size(len(ds.train))
-    epochs = config.epochs or hyper.epochs(len(ds.train), config.image_budget, config.min_epochs, config.max_epochs)
+    epochs = config.epochs or hyper.epochs_for(
+        hyper.train_steps(len(ds.train), config.min_steps, config.max_steps, batch=bs), len(ds.train), bs)
     lr = config.strategy.lr or hyper.learning_rate(config.strategy.name, bs, config.strategy.optimizer)
     return ds, bb, {"batch_size": bs, "epochs": epochs, "lr": lr}
 
@@ -127,18 +130,20 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
     w0 = {id(p): p.detach().float().clone() for p in model.parameters()}  # pretrained body, fresh head
     start_time = time.perf_counter()
     with _PeakMemory(device_of(model)) as meter:
-        status, val_acc, curves, probe, trainable = _train(config, ds, bb, resolved, progress)
+        status, val_acc, curves, probe, trainable, budget = _train(config, ds, bb, resolved, progress)
     train_seconds = time.perf_counter() - start_time
     mem = meter.mb
-    test_acc = evaluate(model, ds.test, bb.mean, bb.std, amp=config.amp) if status == "ok" else float("nan")
+    test_acc = _test_accuracy(config, ds, bb) if status == "ok" else float("nan")
     record = {
         "run_id": config.run_id(), "dataset": config.dataset, "backbone": config.backbone, "strategy": s.name,
         "strategy_label": s.label, "shots": config.shots, "seed": config.seed, "resolution": config.resolution,
-        "epochs": 0 if s.closed_form else resolved["epochs"], "batch_size": resolved["batch_size"],
+        "epochs": 0 if s.closed_form else resolved["epochs"], "batch_size": resolved["batch_size"], **budget,
         "lr": None if s.closed_form else resolved["lr"], "profile": config.profile,
         "max_test_per_class": config.max_test_per_class, **s.hparams(),
-        "probe_C": probe["C"] if probe else None,
+        "probe_C": probe["C"] if probe else None, "probe_selection": probe["selection"] if probe else None,
         "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test),
+        "n_labelled": len(ds.train) + len(ds.val), "val_per_class": config.val_per_class,
+        "num_classes": len(ds.classes), "data_source": ds.origin,
         "status": status, "val_acc": val_acc, "test_acc": test_acc, "train_seconds": train_seconds,
         "trainable_params": sum(p.numel() for _, p, _ in trainable), "peak_mem_mb": mem,
         "ftlib_version": __version__, "torch_version": str(torch.__version__), "device": _device_name(model),
@@ -151,16 +156,32 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
     return (record, bb, ds) if return_model else record
 
 
+def _test_accuracy(config: RunConfig, ds, bb) -> float:
+    """Test accuracy, once. A probe's body is the pretrained one, so its cached test features serve every seed."""
+    if config.strategy.closed_form and bb.pretrained:
+        with torch.no_grad():
+            logits = bb.head(extract_features(bb, ds.test).to(bb.head.weight.device))
+        return (logits.argmax(1).cpu() == ds.test.labels).float().mean().item()
+    return evaluate(bb.model, ds.test, bb.mean, bb.std, amp=config.amp)
+
+
 def _train(config: RunConfig, ds, bb, resolved: dict, progress: bool):
-    """Probe and/or fit as the strategy says; return status, val accuracy, curves, probe info, trainables."""
+    """Probe and/or fit as the strategy says.
+
+    Returns status, the selection score (the probe's cross-validated accuracy, or the best val accuracy
+    when a val split exists; NaN for a fixed schedule), curves, probe info, trainables and the budget
+    columns (optimiser steps, final training loss, selected epoch).
+    """
     s, model = config.strategy, bb.model
     probe = fit_probe(bb, ds, getattr(s, "c_grid", PROBE_C_GRID)) if s.closed_form or s.init_head_from_probe else None
     trainable = trainable_parameters(bb, s)
     for _, p, _ in trainable:
         p.requires_grad_(True)
+    budget = {"steps": 0, "final_train_loss": None, "selected_epoch": None}
     if s.closed_form:
-        curves = {"train_loss": [], "val_acc": list(probe["path"].val_acc)}
-        status, val_acc = "ok", probe["val_acc"]
+        curves = {"train_loss": [], "val_acc": [], "probe_C": list(probe["path"].C),
+                  "probe_score": list(probe["path"].score)}
+        status, val_acc = "ok", probe["score"]
     else:
         penalty = s.penalty(bb, trainable)
         groups = param_groups(bb, s, resolved["lr"], penalty)
@@ -170,7 +191,9 @@ def _train(config: RunConfig, ds, bb, resolved: dict, progress: bool):
                    desc=f"{config.dataset} {s.label} shots={config.shots} seed={config.seed}")
         curves = {"train_loss": hist.train_loss, "val_acc": hist.val_acc}
         status, val_acc = hist.status, hist.best_val
-    return status, val_acc, curves, probe, trainable
+        budget = {"steps": hist.steps, "final_train_loss": hist.train_loss[-1] if hist.train_loss else None,
+                  "selected_epoch": hist.best_epoch + 1}
+    return status, val_acc, curves, probe, trainable, budget
 
 
 def _device_name(model) -> str:

@@ -27,6 +27,8 @@ FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-f
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
 FASHION_FILES = [f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_BATCHES = "cifar-10-batches-py"  # what torchvision.datasets.CIFAR10(download=True) extracts
 
 
 def cache_path(filename: str) -> Path:
@@ -40,6 +42,8 @@ class FolderSource:
     root: Path
     roles: dict  # subfolder name ("" = root itself) -> role
     skip_classes: tuple = ()
+    origin: str = "folder"  # recorded in every run's row as ``data_source``
+    native: int | None = None  # store images at this side (resized per batch) instead of the run's resolution
 
     def files(self):
         items, folders = [], []
@@ -65,6 +69,7 @@ class FolderSource:
         return h.hexdigest()[:16]
 
     def read(self, resolution: int):
+        resolution = self.native or resolution
         items = self.files()
         classes = sorted({c for _, c, _ in items})
         check_class_counts(classes)  # one class (or none): refused before decoding anything
@@ -148,6 +153,8 @@ class FashionSource:
     """Fashion-MNIST from idx files; kept at 28x28 grey, resized per batch (so 70,000 images stay small)."""
 
     folder: Path
+    origin: str = "official"
+    native: int = 28
 
     @property
     def fingerprint(self) -> str:
@@ -167,6 +174,35 @@ class FashionSource:
         labels = torch.from_numpy(np.concatenate([raw[1], raw[3]]).astype(np.int64))
         role = np.array(["train"] * len(raw[1]) + ["test"] * len(raw[3]))
         return images, labels, list(FASHION_CLASSES), role
+
+
+@dataclass
+class Cifar10Source:
+    """CIFAR-10 from the official python archive's pickled batches; kept at 32x32, resized per batch."""
+
+    folder: Path  # the ``cifar-10-batches-py`` folder
+    origin: str = "official"
+    native: int = 32
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha1("|".join(f"{f.name}:{f.stat().st_size}" for f in self._paths()).encode()).hexdigest()[:16]
+
+    def _paths(self):
+        return [self.folder / f"data_batch_{i}" for i in range(1, 6)] + [self.folder / "test_batch"]
+
+    def read(self, resolution: int):
+        import pickle
+
+        images, labels, role = [], [], []
+        for p in self._paths():
+            with open(p, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            images.append(np.asarray(batch["data"], np.uint8).reshape(-1, 3, 32, 32))
+            labels += list(batch["labels"])
+            role += ["test" if p.name == "test_batch" else "train"] * len(batch["labels"])
+        return (torch.from_numpy(np.concatenate(images)).contiguous(), torch.tensor(labels, dtype=torch.int64),
+                list(CIFAR10_CLASSES), np.array(role))
 
 
 def _first(candidates, ok):
@@ -203,6 +239,8 @@ def locate(name: str):
         if found is None:
             found = _download_fashion(looked)
         return FashionSource(found)
+    if name == "cifar10":
+        return _cifar10(roots)
     return _imagefolder(name.partition(":")[2])
 
 
@@ -213,6 +251,32 @@ def _imagefolder(path: str) -> FolderSource:
                          f"or <folder>/{{train,val,test}}/<class>/<image>")
     subs = {s: s for s in ("train", "val", "test") if (root / s).is_dir()}
     return FolderSource(root, subs if "train" in subs else {"": ""})
+
+
+def _cifar10(roots):
+    """The official arrays in ``data/`` first, then the JPEG mirror, then torchvision's download.
+
+    The mirror (``cifar10-jpeg/{train,test}/<class>/*.jpg``) is a JPEG re-encoding of the official
+    arrays with 1,000 training images per class: close, not identical, so every run records
+    which of the two it read (``data_source``: ``official`` or ``jpeg-mirror``).
+    """
+    official = [r / "cifar10" / CIFAR10_BATCHES for r in roots[:1]]
+    found = _first(official, lambda p: (p / "test_batch").exists())
+    if found is not None:
+        return Cifar10Source(found)
+    jpeg = [r / "cifar10-jpeg" for r in roots]
+    found = _first(jpeg, lambda p: (p / "train").is_dir() and (p / "test").is_dir())
+    if found is not None:  # native 32 px: stored as is, resized per batch like Fashion-MNIST
+        return FolderSource(found, {"train": "train", "test": "test"}, origin="jpeg-mirror", native=32)
+    dest = roots[0] / "cifar10"
+    try:
+        import torchvision
+
+        torchvision.datasets.CIFAR10(root=str(dest), download=True)
+    except Exception as e:
+        raise _missing("cifar10", official + jpeg, f"torchvision.datasets.CIFAR10(root={str(dest)!r}, "
+                                                  f"download=True) while online ({type(e).__name__})") from e
+    return Cifar10Source(dest / CIFAR10_BATCHES)
 
 
 def _download_hymenoptera(looked):

@@ -3,10 +3,12 @@
 Rules, per class:
 - ``test``: the official test split when the source ships one; otherwise a fixed carve of
   ``TEST_FRACTION`` of each class, drawn with ``TEST_SEED`` so it never depends on the run seed.
-- ``val``: the source's own val split when it ships one; otherwise carved from the training
-  pool with the run seed: ``VAL_FRACTION`` of the class, at least 1, at most ``VAL_MAX_PER_CLASS``
-  (a small, fixed-size val keeps per-epoch evaluation cheap on a CPU). Never taken from test.
-- ``train``: what is left; ``shots=k`` keeps exactly k per class, chosen with the run seed.
+- ``train``: ``shots=k`` keeps exactly k labelled images per class, chosen with the run seed from
+  everything that is not test; ``"all"`` keeps them all.
+- ``val``: empty by default. A k-shot run is honest about its labels: every selection it makes
+  (the probe's C, an epoch, a learning rate) happens inside its k images per class, so no extra
+  labelled split is read. ``val_per_class=n`` carves n more labelled images per class (the source's
+  own val split when it ships one) for teaching and diagnostics; they count in the labelled budget.
 """
 from __future__ import annotations
 
@@ -16,8 +18,6 @@ from .errors import FtlibError
 
 TEST_FRACTION = 0.2
 TEST_SEED = 12345
-VAL_FRACTION = 0.2
-VAL_MAX_PER_CLASS = 20
 
 
 def parse_shots(shots):
@@ -33,17 +33,21 @@ def _perm(indices: np.ndarray, *seed) -> np.ndarray:
     return indices[np.random.default_rng(list(seed)).permutation(len(indices))]
 
 
-def split_indices(labels, role, classes, shots="all", seed: int = 0, max_test_per_class=None) -> dict:
+def split_indices(labels, role, classes, shots="all", seed: int = 0, max_test_per_class=None,
+                  val_per_class: int = 0) -> dict:
     """Split image indices into ``train``, ``val`` and ``test`` (sorted int arrays).
 
     Args:
         labels: class index per image.
         role: per image ``"train"``, ``"val"``, ``"test"`` or ``""`` as the source ships it.
         classes: class names (for error messages).
+        val_per_class: labelled val images per class carved before the k shots (0: no val split).
 
     Example:
         >>> labels = np.repeat([0, 1], 10); role = np.array([""] * 20)
         >>> {k: len(v) for k, v in split_indices(labels, role, ["a", "b"], shots=3).items()}
+        {'train': 6, 'val': 0, 'test': 4}
+        >>> {k: len(v) for k, v in split_indices(labels, role, ["a", "b"], shots=3, val_per_class=2).items()}
         {'train': 6, 'val': 4, 'test': 4}
     """
     shots = parse_shots(shots)
@@ -61,27 +65,29 @@ def split_indices(labels, role, classes, shots="all", seed: int = 0, max_test_pe
             test, pool = fixed[:n_test], fixed[n_test:]
         if max_test_per_class is not None:
             test = _perm(test, TEST_SEED, c, 1)[:max_test_per_class]
-        if has_val:
-            val, train = pool[role[pool] == "val"], pool[role[pool] != "val"]
-        else:
+        if val_per_class and has_val:
+            val, train = pool[role[pool] == "val"][:val_per_class], pool[role[pool] != "val"]
+        elif val_per_class:
             pool = _perm(pool, seed, c)
-            n_val = min(max(1, round(VAL_FRACTION * len(pool))), VAL_MAX_PER_CLASS)
-            val, train = pool[:n_val], pool[n_val:]
+            val, train = pool[:val_per_class], pool[val_per_class:]
+        else:
+            val, train = pool[:0], pool
         sizes.append({"images": len(mine), "test": len(mine) - len(pool), "val": len(val), "train": len(train),
                       "only_test": has_test and len(mine) > 0 and len(pool) == 0})
         if shots != "all":
             train = _perm(np.sort(train), seed, c, 2)[:shots]  # check_class_counts refuses a short class
         for k, v in (("train", train), ("val", val), ("test", test)):
             out[k].append(v)
-    check_class_counts(classes, sizes, shots, carved_test=not has_test, val_per_class=1)  # small classes: val 1
+    check_class_counts(classes, sizes, shots, carved_test=not has_test, val_per_class=val_per_class)
     return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in out.items()}
 
 
-def min_train_per_class(labels, role, classes) -> int:
+def min_train_per_class(labels, role, classes, val_per_class: int = 0) -> int:
     """The largest ``shots`` every class can serve (the smallest class's training pool)."""
-    sizes = split_indices(labels, role, classes, shots="all", seed=0)["train"]
+    sizes = split_indices(labels, role, classes, shots="all", seed=0, val_per_class=val_per_class)["train"]
     counts = np.bincount(np.asarray(labels)[sizes], minlength=len(classes))
     return int(counts.min())
+
 
 def _needed(k: int, val: int) -> int:
     """Images a class needs when test is carved from it: test + val + ``k`` training images."""

@@ -1,8 +1,9 @@
 """The one training loop: ``fit`` (every strategy goes through it) and ``evaluate``.
 
 Batches are slices of the cached uint8 tensors, augmented on tensors, in channels-last
-memory format; autocast (bf16, else fp16) on CUDA. The epoch with the best val accuracy
-is kept; a non-finite loss stops the run with status "diverged" instead of raising.
+memory format; autocast (bf16, else fp16) on CUDA. Without a val split the schedule is fixed
+and the last epoch is kept; with one, the epoch with the best val accuracy. A non-finite loss
+stops the run with status "diverged" instead of raising.
 """
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 class History:
     """What ``fit`` measured: per-epoch curves, the selected epoch and the cost."""
 
-    train_loss: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)  # mean cross-entropy per epoch (a penalty is not included)
     val_acc: list = field(default_factory=list)
-    best_epoch: int = -1
+    steps: int = 0  # optimiser steps taken
+    best_epoch: int = -1  # the epoch kept: best on val, or the last one without a val split
     best_val: float = float("nan")
     status: str = "ok"
     train_seconds: float = 0.0
@@ -215,7 +217,10 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
         penalty=None, bn: str = "frozen", optimizer: str = "sgd", amp: bool = True, channels_last: bool = True,
         progress: bool = True, desc: str = "fit", min_epoch_images: int = 128,
         flush_denormal: bool = True) -> History:
-    """Train ``model`` on ``train``, select the epoch with the best ``val`` accuracy, restore it.
+    """Train ``model`` on ``train`` for ``epochs``; with a ``val`` split, keep the epoch with the best val accuracy.
+
+    Without ``val`` (None or empty: the benchmark's protocol, which reads no labels beyond the k
+    shots) the schedule is fixed and the last epoch's weights are kept, as in BiT.
 
     Args:
         groups: optimiser parameter groups (``{"params", "lr", "weight_decay"}``); parameters
@@ -272,20 +277,24 @@ def _fit(model, train, val, dev, *, mean, std, groups, epochs, batch_size, seed,
                             channels_last=channels_last)
                 y = train.labels[idx].to(dev, non_blocking=True)
                 with autocast(dev, amp):
-                    loss = F.cross_entropy(model(x), y)
-                if penalty is not None:
-                    loss = loss + penalty()
+                    data_loss = F.cross_entropy(model(x), y)
+                loss = data_loss + penalty() if penalty is not None else data_loss
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
                 sched.step()
-                loss_sum += loss.detach().float()
+                hist.steps += 1
+                loss_sum += data_loss.detach().float()
             epoch_loss = (loss_sum / steps_per_epoch).item()  # one host sync per epoch, not per step
             hist.train_loss.append(epoch_loss)
             if not math.isfinite(epoch_loss):
                 hist.status = "diverged"
                 break
+            if val is None or len(val) == 0:  # fixed schedule: the last epoch is the model
+                hist.best_epoch = epoch
+                bar.set_postfix(loss=f"{epoch_loss:.3f}")
+                continue
             acc = evaluate(model, val, mean, std, amp=amp)
             hist.val_acc.append(acc)
             if best_state is None or acc > hist.best_val:

@@ -38,8 +38,9 @@ def test_caltech101_counts():
     assert len(ds.train) + len(ds.val) + len(ds.test) == 8677
     everything = as_set(ds.train) | as_set(ds.val) | as_set(ds.test)
     assert len(everything) == 8677
-    # every class appears in every split (stratified)
-    for split in (ds.train, ds.val, ds.test):
+    assert len(ds.val) == 0  # no val split unless asked for: a run reads only its training labels
+    # every class appears in train and test (stratified)
+    for split in (ds.train, ds.test):
         assert min(per_class(split, 101)) >= 1
 
 
@@ -52,6 +53,29 @@ def test_fashion_mnist_counts():
     assert [a + b for a, b in zip(per_class(ds.train, 10), per_class(ds.val, 10))] == [6000] * 10
     x, y = ds.test[0]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32  # grey became 3 channels
+
+
+def test_cifar10_counts_and_source():
+    ds = ftlib.load_dataset("cifar10", resolution=64)
+    assert ds.classes[:3] == ["airplane", "automobile", "bird"] and len(ds.classes) == 10
+    assert per_class(ds.test, 10) == [1000] * 10  # the official test split
+    assert ds.origin in ("official", "jpeg-mirror")
+    if ds.origin == "jpeg-mirror":
+        assert per_class(ds.train, 10) == [1000] * 10
+    assert ds.train.images.shape[1:] == (3, 32, 32)  # kept at the native 32 px, resized per batch
+    x, _ = ds.train[0]
+    assert x.shape == (3, 64, 64)
+
+
+def test_cpu_grid_reads_no_label_beyond_its_k_shots():
+    """The honest labelled budget: every run of the main grid reads exactly k labelled images per class."""
+    from ftlib.bench import grid
+
+    for d, k in {(c.dataset, c.shots) for c in grid("cpu")}:
+        for seed in (0, 1):
+            ds = ftlib.load_dataset(d, shots=k, seed=seed, resolution=32)
+            assert len(ds.val) == 0
+            assert per_class(ds.train, len(ds.classes)) == [k] * len(ds.classes)
 
 
 # ---------------------------------------------------------------- k-shot splits
@@ -82,12 +106,12 @@ def test_other_seed_changes_train_not_test():
 
 
 def test_too_many_shots_names_the_smallest_class():
-    # hymenoptera training pools after 20 val images per class: ants 103, bees 101
-    ds = ftlib.load_dataset("hymenoptera", shots=101, seed=0, resolution=RES)
-    assert per_class(ds.train, 2) == [101, 101]
+    # hymenoptera training pools (no val split): ants 123, bees 121
+    ds = ftlib.load_dataset("hymenoptera", shots=121, seed=0, resolution=RES)
+    assert per_class(ds.train, 2) == [121, 121]
     with pytest.raises(FtlibError) as err:
-        ftlib.load_dataset("hymenoptera", shots=102, seed=0, resolution=RES)
-    assert "'bees'" in str(err.value) and "101" in str(err.value)
+        ftlib.load_dataset("hymenoptera", shots=122, seed=0, resolution=RES)
+    assert "'bees'" in str(err.value) and "121" in str(err.value)
 
 
 @pytest.mark.parametrize("shots", [0, -3, "some", 2.5, True])
@@ -168,10 +192,11 @@ def test_imagefolder_without_val_carves_val_from_train(tmp_path, private_cache):
         for cls in ("a", "b"):
             for i in range(count):
                 _png(root / part / cls / f"{i}.png", (r, 0, 0))
-    ds = ftlib.load_dataset(f"imagefolder:{root}", resolution=16)
+    ds = ftlib.load_dataset(f"imagefolder:{root}", resolution=16, val_per_class=2)
     assert len(ds.test) == 8 and (ds.test.images[:, 0] == 240).all()
-    assert len(ds.val) >= 2 and (ds.val.images[:, 0] == 10).all()
+    assert len(ds.val) == 4 and (ds.val.images[:, 0] == 10).all()
     assert len(ds.train) + len(ds.val) == 20
+    assert len(ftlib.load_dataset(f"imagefolder:{root}", resolution=16).val) == 0  # by default: no val
 
 
 def test_imagefolder_missing_path_says_where(tmp_path):
@@ -195,27 +220,27 @@ def test_split_without_official_roles_is_stratified_and_test_is_seed_free():
     labels = labels[rng.permutation(len(labels))]  # classes interleaved
     role = np.array([""] * len(labels))
     classes = list("abcd")
-    first = split_indices(labels, role, classes, seed=0)
+    first = split_indices(labels, role, classes, seed=0, val_per_class=3)
     tr, va, te = _check_partition(first, len(labels))
     assert tr | va | te == set(range(len(labels)))
     for c, n in enumerate(sizes):
         n_test = max(1, round(0.2 * n))
-        n_val = min(max(1, round(0.2 * (n - n_test))), 20)
+        n_val = 3
         assert (labels[first["test"]] == c).sum() == n_test
         assert (labels[first["val"]] == c).sum() == n_val
         assert (labels[first["train"]] == c).sum() == n - n_test - n_val
     for seed in (1, 2):
-        other = split_indices(labels, role, classes, seed=seed)
+        other = split_indices(labels, role, classes, seed=seed, val_per_class=3)
         assert np.array_equal(other["test"], first["test"])
-    assert not np.array_equal(split_indices(labels, role, classes, seed=1)["val"], first["val"])
-    again = split_indices(labels, role, classes, seed=0)
+    assert not np.array_equal(split_indices(labels, role, classes, seed=1, val_per_class=3)["val"], first["val"])
+    again = split_indices(labels, role, classes, seed=0, val_per_class=3)
     assert all(np.array_equal(again[k], first[k]) for k in first)
 
 
 def test_split_with_official_test_never_takes_val_from_test():
     labels = np.repeat([0, 1, 2], 40)
     role = np.array((["train"] * 30 + ["test"] * 10) * 3)
-    idx = split_indices(labels, role, ["a", "b", "c"], seed=4)
+    idx = split_indices(labels, role, ["a", "b", "c"], seed=4, val_per_class=6)
     _check_partition(idx, len(labels))
     assert set(idx["test"].tolist()) == set(np.flatnonzero(role == "test").tolist())
     assert all(role[i] == "train" for i in idx["val"])
@@ -225,7 +250,7 @@ def test_split_with_official_test_never_takes_val_from_test():
 def test_split_with_official_val_uses_it():
     labels = np.repeat([0, 1], 20)
     role = np.array((["train"] * 12 + ["val"] * 3 + ["test"] * 5) * 2)
-    idx = split_indices(labels, role, ["a", "b"], shots=4, seed=0)
+    idx = split_indices(labels, role, ["a", "b"], shots=4, seed=0, val_per_class=3)
     assert set(idx["val"].tolist()) == set(np.flatnonzero(role == "val").tolist())
     assert set(idx["test"].tolist()) == set(np.flatnonzero(role == "test").tolist())
     assert np.bincount(labels[idx["train"]]).tolist() == [4, 4]

@@ -79,9 +79,21 @@ def test_l2sp_run_passes_penalty_and_undecayed_groups_to_fit(monkeypatch):
 def test_same_seed_gives_identical_metrics():
     a = ftlib.run(tiny(ftlib.full(), epochs=2), progress=False)
     b = ftlib.run(tiny(ftlib.full(), epochs=2), progress=False)
-    for key in ("status", "val_acc", "test_acc", "curves", "block_distance", "trainable_params", "run_id"):
+    for key in ("status", "test_acc", "curves", "block_distance", "trainable_params", "run_id", "steps",
+                "final_train_loss", "selected_epoch"):
         assert a[key] == b[key], key
     assert all(math.isfinite(v) for v in a["curves"]["train_loss"])
+    assert math.isnan(a["val_acc"]) and a["n_val"] == 0  # no val split: nothing is selected on extra labels
+
+
+def test_run_records_its_budget():
+    """steps = epochs x steps per epoch (an epoch shows >= 128 images: 16 passes over 8 images, batch 4);
+    the fixed schedule keeps the last epoch; the final loss is the last epoch's cross-entropy."""
+    rec = ftlib.run(tiny(ftlib.partial(k=1), epochs=3), progress=False)
+    assert rec["n_train"] == 8 and rec["n_labelled"] == 8 and rec["num_classes"] == 2
+    assert rec["steps"] == 3 * (8 * 16 // 4) and rec["selected_epoch"] == 3 == rec["epochs"]
+    assert rec["final_train_loss"] == rec["curves"]["train_loss"][-1]
+    assert rec["data_source"] == "folder"
 
 
 def test_diverged_run_reports_instead_of_raising():

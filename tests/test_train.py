@@ -1,4 +1,5 @@
 """The training loop: BatchNorm policy of frozen blocks, fit's epoch selection, peak memory."""
+import math
 import numpy as np
 import pytest
 import torch
@@ -110,6 +111,20 @@ def test_fit_lowers_the_training_loss_and_keeps_the_best_epoch():
     assert hist.best_val == max(hist.val_acc)
     # the model handed back is the selected epoch's
     assert evaluate(model, val, (0.5,) * 3, (0.5,) * 3, amp=False) == hist.best_val
+    assert hist.steps == 8 * (96 * 2 // 16)  # 96 images, 2 passes make an epoch of >= 128 images
+
+
+def test_fit_without_val_keeps_the_last_epoch():
+    x, y = colour_task(seed=0)
+    train = ImageTensors(x, y, ["r", "g", "b"], 12)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 3))
+    groups = [{"params": list(model.parameters()), "lr": 0.1, "weight_decay": 0.0}]
+    hist = fit(model, train, None, mean=(0.5,) * 3, std=(0.5,) * 3, groups=groups, epochs=3, batch_size=16,
+               seed=0, amp=False, progress=False)
+    assert hist.best_epoch == 2 and hist.val_acc == [] and math.isnan(hist.best_val)
+    assert hist.steps == 3 * (96 * 2 // 16) and hist.train_loss[-1] < hist.train_loss[0]
 
 
 def test_peak_memory_of_a_second_run_is_not_hidden_by_memory_the_first_one_freed():
