@@ -9,6 +9,7 @@ authentication uses a token made here (``RAY_AUTH_TOKEN``), so nothing depends o
 import csv
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -97,6 +98,7 @@ def head():
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def kill_first_start(pids: Path, run_ids: set, killed: list):
