@@ -143,7 +143,7 @@ def literature(df: pd.DataFrame, sidecar: dict) -> str:
         out += ["", "L2-SP's gain with more labels (published: it shrinks; TLlib's DELTA +3.6 at 15% of CUB-200, "
                 "+0.5 at 100%): " + "; ".join(parts) + "."]
     parts = []
-    for d, ks in reg.items():
+    for d, ks in (reg.items() if "run_id" in df else ()):
         for k in ks:
             dist = {}
             for strat in ("l2sp", "full"):

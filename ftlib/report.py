@@ -356,11 +356,11 @@ def plot_learning_curves(df: pd.DataFrame, sidecar: dict, ax=None, max_panels: i
                     grid[i, :len(c)] = c
                 epochs = np.arange(1, grid.shape[1] + 1)
                 a.plot(epochs, np.nanmean(grid, axis=0), color=colour, label=label)
-        a.axhline(LOSS_CRITERION, color="k", ls="--", lw=0.8)
         a.set(title=f"{dataset}, shots={shots}", xlabel="epoch", ylabel="training loss / ln C")
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
         if a.get_legend_handles_labels()[0]:
+            a.axhline(LOSS_CRITERION, color="k", ls="--", lw=0.8)  # a run below the line counts as trained
             a.legend(fontsize="small")
         else:  # finished runs whose curves the store lacks (a sidecar lost in transfer) leave no blank panel
             _no_runs(a, "runs with learning curves")

@@ -4,7 +4,6 @@ import re
 import pytest
 
 from ftlib.bench import grid
-from ftlib.headline import headline
 from ftlib.paths import REPO_ROOT
 from ftlib.store import ResultStore
 
@@ -35,21 +34,50 @@ def test_results_hold_three_ok_seeds_for_every_cell_of_the_main_grid(store):
     assert (seeds >= 3).all()
 
 
-def test_readme_blocks_equal_what_the_store_gives_now(store, tmp_path):
-    blocks = headline(RESULTS)
-    assert _block("headline") == blocks["headline"]
-    assert _block("literature") == blocks["literature"]
+def test_readme_and_results_blocks_equal_what_the_store_gives_now(store):
+    """Every generated number in README.md and docs/results.md is the committed store's, recomputed now."""
+    from tools.readme import compact_accuracy, compact_budget, findings, headline_meta, main_grid
+
+    from ftlib.headline import literature
+
+    df, side = main_grid(RESULTS)
+    assert _block("findings") == findings(df)
+    assert _block("budget") == compact_budget(df)
+    assert _block("headline").startswith(f"{headline_meta(df)}\n\n{compact_accuracy(df)}")
+    results_md = (REPO_ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    assert f"<!-- literature -->\n{literature(df, side)}\n<!-- /literature -->" in results_md
 
 
 def test_a_readme_cell_equals_numpy_over_the_seeds(store):
-    df = store.frame()
-    df = df[df.run_id.isin({c.run_id() for c in grid("cpu")})]
-    sub = df[(df.dataset == "hymenoptera") & (df.shots.astype(str) == "all") & (df.strategy == "full")]
+    from tools.readme import main_grid
+
+    df, _ = main_grid(RESULTS)
+    sub = df[(df.dataset == "hymenoptera") & (df.shots.astype(str) == "20") & (df.strategy == "full")]
     acc = sub.test_acc.to_numpy(float)
-    cell = f"{acc.mean():.3f} ± {acc.std(ddof=1):.3f}"
-    section = _block("headline").split("### hymenoptera, shots=all")[1].split("###")[0]
-    row = next(line for line in section.splitlines() if line.startswith("| full |"))
-    assert cell in row
+    assert len(acc) == 3
+    cell = f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f}"
+    row = next(line for line in _block("headline").splitlines() if line.startswith("| full |"))
+    header = next(line for line in _block("headline").splitlines() if line.startswith("| strategy |"))
+    column = [c.strip() for c in header.split("|")].index("hymenoptera 20")
+    assert [c.strip().strip("*") for c in row.split("|")][column] == cell
+
+
+def test_main_grid_trains_every_pretrained_fine_tuning_cell_and_more_shots_never_hurt(store):
+    """The protocol's criteria on the committed store: mean final training loss <= 0.35 ln C for every
+    pretrained gradient-trained strategy, and no strategy lower in the larger regime by more than 2 SE."""
+    import numpy as np
+
+    from tools.readme import main_grid
+
+    df, _ = main_grid(RESULTS)
+    for (d, k, strategy), g in df.groupby(["dataset", df.shots.astype(str), "strategy"]):
+        if strategy in ("partial", "full", "l2sp", "lp_ft"):
+            frac = (g.final_train_loss.astype(float) / np.log(g.num_classes.astype(float))).mean()
+            assert frac <= 0.35, (d, k, strategy, frac)
+    for (d, strategy), g in df.groupby(["dataset", "strategy"]):
+        few, many = (g[g.shots.astype(str) == str(k)].test_acc.to_numpy(float) for k in (5, 20))
+        se = np.sqrt(few.var(ddof=1) / len(few) + many.var(ddof=1) / len(many))
+        assert many.mean() >= few.mean() - 2 * se, (d, strategy, few, many)
 
 
 def test_compare_stores_a_store_with_itself_is_within_noise_and_a_shift_is_not(tmp_path):
@@ -103,11 +131,11 @@ def test_effects_judge_direction_and_size_apart():
     se = np.sqrt(np.var(probe, ddof=1) / 3 + np.var(full, ddof=1) / 3)  # oracle: Welch by hand
     assert big.ours == pytest.approx(0.37) and big.se == pytest.approx(se)
     assert big.published == PUBLISHED["a"][3]
-    assert big.direction.startswith("no") and big.size == "larger"
+    assert big.direction.startswith("no") and big["size"] == "larger"
     tie = t.loc[("a", "hymenoptera", "20")]
-    assert tie.direction == "holds (tie)" and tie.size == "comparable"
+    assert tie.direction == "holds (tie)" and tie["size"] == "comparable"
     cifar = t.loc[("a'", "cifar10", "10")]
-    assert cifar.ours == pytest.approx(0.04) and cifar.direction == "holds" and cifar.size == "comparable"
+    assert cifar.ours == pytest.approx(0.04) and cifar.direction == "holds" and cifar["size"] == "comparable"
 
 
 def test_literature_prints_published_and_measured_sizes_side_by_side():

@@ -1,19 +1,26 @@
-"""Rewrite the README's generated blocks from the committed results store (``./run readme``).
+"""Rewrite the generated blocks of README.md and docs/results.md from the committed stores (``./run readme``).
 
-The blocks between ``<!-- headline -->`` and ``<!-- /headline -->`` (and ``literature``) are
-computed by ``ftlib.headline.headline`` from ``results/``, so the numbers a reader sees are the
-store's means and standard deviations, never typed by hand.
+Every number a reader sees in a ``<!-- name -->...<!-- /name -->`` block is computed here from
+``results/`` (the ``cpu`` main grid) and ``results/gpu/*`` (the committed ``gpu`` stores), never
+typed by hand. Notebook runtimes come from ``docs/notebook-timings.json``, which
+``./run notebooks`` writes.
 
 Example:
-    python -m tools.readme            # README.md from results/
+    python -m tools.readme            # README.md and docs/results.md from results/
 """
 from __future__ import annotations
 
+import json
+import math
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parent.parent
+TIMINGS = ROOT / "docs" / "notebook-timings.json"
 
 
 def write_blocks(text: str, blocks: dict) -> str:
@@ -24,33 +31,230 @@ def write_blocks(text: str, blocks: dict) -> str:
         'a\\n<!-- x -->\\nnew\\n<!-- /x -->\\n'
     """
     for name, block in blocks.items():
-        pattern = re.compile(rf"(<!-- {name} -->\n).*?(<!-- /{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- {re.escape(name)} -->\n).*?(<!-- /{re.escape(name.split(':')[0])} -->)", re.S)
         if not pattern.search(text):
             raise ValueError(f"no <!-- {name} --> ... <!-- /{name} --> block to rewrite")
         text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
     return text
 
 
-def update_readme(readme=ROOT / "README.md", results_dir=ROOT / "results") -> None:
-    """Rewrite the generated blocks of the README in place, with the headline plot and the store's summary."""
-    import matplotlib.pyplot as plt
-
+def main_grid(results_dir=ROOT / "results"):
+    """The cpu main grid's rows and sidecar from a store (notebook extras left out)."""
     from ftlib.bench import grid
-    from ftlib.headline import PLOT, headline
-    from ftlib.report import plot_acc_vs_shots, write_summary
     from ftlib.store import ResultStore
 
     store = ResultStore(results_dir)
-    df = store.frame()
-    main = {c.run_id() for c in grid("cpu")}  # the main grid only, not notebook extras
-    fig = plot_acc_vs_shots(df[df.run_id.isin(main)])
-    fig.savefig(store.path / PLOT, dpi=110)
+    ids = {c.run_id() for c in grid("cpu")}
+    df, side = store.frame(), store.sidecar()
+    df = df[df.run_id.isin(ids)].reset_index(drop=True) if len(df) else df
+    return df, {k: v for k, v in side.items() if k in ids}
+
+
+def _regime_columns(table: pd.DataFrame) -> list:
+    return list(dict.fromkeys((d, s) for d, s, _ in table.index))
+
+
+def compact_accuracy(df: pd.DataFrame) -> str:
+    """Markdown: strategies as rows, dataset × shots as columns, test accuracy mean ± std; best per column in bold."""
+    from ftlib.report import summary_table
+
+    t = summary_table(df, formatted=False)
+    cols = _regime_columns(t)
+    labels = list(dict.fromkeys(label for _, _, label in t.index))
+    head = "| strategy | " + " | ".join(f"{d} {s}" for d, s in cols) + " |"
+    lines = [head, "|---|" + "---:|" * len(cols)]
+    best = {c: t.loc[c[0]].loc[c[1]].test_acc_mean.max() for c in cols}
+    for label in labels:
+        cells = []
+        for d, s in cols:
+            if (d, s, label) not in t.index:
+                cells.append("–")
+                continue
+            r = t.loc[(d, s, label)]
+            cell = f"{r.test_acc_mean:.2f} ± {r.test_acc_std:.2f}"
+            cells.append(f"**{cell}**" if r.test_acc_mean == best[(d, s)] else cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compact_budget(df: pd.DataFrame) -> str:
+    """Markdown: per dataset × shots, labelled images, steps and final loss / ln C of each gradient-trained strategy."""
+    from ftlib.report import budget_table
+
+    b = budget_table(df)
+    cols = _regime_columns(b)
+    labels = [label for label in dict.fromkeys(label for _, _, label in b.index) if label != "linear_probe"]
+    lines = ["| steps · loss/ln C | " + " | ".join(f"{d} {s}" for d, s in cols) + " |", "|---|" + "---:|" * len(cols)]
+    lines.append("| labelled images | " + " | ".join(f"{int(b.loc[(d, s)].labelled.max()):,}" for d, s in cols) + " |")
+    for label in labels:
+        cells = []
+        for d, s in cols:
+            if (d, s, label) not in b.index:
+                cells.append("–")
+                continue
+            r = b.loc[(d, s, label)]
+            cells.append(f"{r.steps:.0f} · {r['loss / ln C']:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(df, d, k, strategy):
+    ok = df[(df.dataset == d) & (df.shots.astype(str) == str(k)) & (df.strategy == strategy) & (df.status == "ok")]
+    return ok.test_acc.to_numpy(float), ok
+
+
+def _loss(ok) -> str:
+    frac = (pd.to_numeric(ok.final_train_loss) / np.log(pd.to_numeric(ok.num_classes))).mean()
+    return f"{pd.to_numeric(ok.steps).mean():.0f} steps, final loss {frac:.2f} ln C"
+
+
+def findings(df: pd.DataFrame) -> str:
+    """Five bullets, each a number from the store with the budget that produced it."""
+    from ftlib.headline import PUBLISHED, effects, regimes
+
+    eff = effects(df)
+    reg = regimes(df)
+    out = []
+
+    def gap_line(key, d, k):
+        row = eff[(eff.effect == key) & (eff.dataset == d) & (eff.shots == str(k))]
+        return None if row.empty else row.iloc[0]
+
+    if "hymenoptera" in reg:
+        k = reg["hymenoptera"][-1]
+        r = gap_line("a", "hymenoptera", k)
+        p, _ = _cell(df, "hymenoptera", k, "linear_probe")
+        f, ok = _cell(df, "hymenoptera", k, "full")
+        if r is not None:
+            title = ("Near ImageNet the probe holds its own." if r.ours > -2 * r.se
+                     else "Near ImageNet fine-tuning beats the probe.")
+            out.append(f"**{title}** hymenoptera, {k} shots: probe {p.mean():.3f}, full "
+                       f"fine-tuning {f.mean():.3f} (probe − full {100 * r.ours:+.1f} ± {100 * r.se:.1f} points; "
+                       f"published {100 * r.published:+.1f}; direction {r['direction']}, size {r['size']}). "
+                       f"Budget: {int(ok.n_labelled.max())} labelled images, {_loss(ok)}.")
+    for d, key, title in (("cifar10", "a'", "CIFAR-10 at the cpu budget"),
+                          ("fashion_mnist", "b", "Far from ImageNet")):
+        if d not in reg:
+            continue
+        k = reg[d][-1]
+        r = gap_line(key, d, k)
+        means = {s: _cell(df, d, k, s)[0].mean() for s in ("linear_probe", "partial", "full", "l2sp", "lp_ft")
+                 if len(_cell(df, d, k, s)[0])}
+        best = max(means, key=means.get)
+        _, ok = _cell(df, d, k, "full")
+        res = int(ok.resolution.iloc[0]) if len(ok) else "?"
+        if r is not None:
+            out.append(f"**{title}** ({d}, {k} shots, {res} px): full − probe {100 * r.ours:+.1f} ± {100 * r.se:.1f} "
+                       f"points against a published {100 * r.published:+.1f} ({r['direction']}; size {r['size']}); the best "
+                       f"strategy is {best} at {means[best]:.3f}. Budget: {int(ok.n_labelled.max())} labelled images, "
+                       f"{_loss(ok)}.")
+    c = eff[eff.effect == "c"]
+    if len(c):
+        _, ok = _cell(df, c.iloc[0].dataset, c.iloc[0].shots, "l2sp")
+        verb = "≈" if abs(c.ours.mean()) < 0.015 else ("<" if c.ours.mean() < 0 else ">")
+        out.append(f"**L2-SP {verb} full fine-tuning at this budget.** L2-SP − full over {len(c)} cells: "
+                   f"{100 * c.ours.min():+.1f} to {100 * c.ours.max():+.1f} points (mean {100 * c.ours.mean():+.1f}); "
+                   f"published {100 * PUBLISHED['c'][4][0]:+.1f} to {100 * PUBLISHED['c'][4][1]:+.1f} after 9,000 "
+                   f"steps of ResNet-101. Directions: {', '.join(f'{n}× {v}' for v, n in c.direction.value_counts().items())}. "
+                   f"Budget: 20–100 steps per run.")
+    d = eff[eff.effect == "d"]
+    if len(d):
+        few = d[d.shots.isin([reg[x][0] for x in reg])]
+        out.append(f"**Pretraining is worth most at few shots.** The best pretrained strategy beats scratch by "
+                   f"{100 * few.ours.min():.0f}–{100 * few.ours.max():.0f} points at {', '.join(sorted(set(few.shots)))} "
+                   f"shots with the same steps (published {100 * PUBLISHED['d'][3]:.0f} on Caltech-101 with all "
+                   f"its data).")
+    return "\n".join(f"- {b}" for b in out) + "\n"
+
+
+NOTEBOOKS = {  # file stem -> what it teaches (one line each)
+    "00-setup-and-data": "the datasets, the k-shot splits, the pretrained model, a first prediction",
+    "01-fine-tuning-in-plain-pytorch": "head swap, freezing, BatchNorm, parameter groups and the loop in plain "
+                                       "PyTorch, then the same with ftlib; CIFAR-10 end to end",
+    "02-linear-probing": "frozen features, logistic regression, choosing C inside the shots",
+    "03-partial-unfreezing": "unfreezing the last k blocks: accuracy, cost, frozen BatchNorm",
+    "04-full-fine-tuning": "learning rate, schedule, LP-FT, training dynamics",
+    "05-l2-sp": "the L2-SP penalty, which parameters it covers, where it helps",
+    "06-benchmark": "the whole grid: budget, accuracy, cost, the literature's effects",
+}
+
+
+def notebook_table() -> str:
+    """Markdown: every notebook with what it teaches and its runtime (rounded; measured by ``./run notebooks``)."""
+    times = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
+    rows = ["| notebook | what it teaches | laptop CPU |", "|---|---|---|"]
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")):
+        secs = times.get("seconds", {}).get(path.name)
+        cost = "–" if secs is None else (f"~{max(1, round(secs / 60))} min" if secs >= 90 else f"~{10 * math.ceil(secs / 10):.0f} s")
+        rows.append(f"| [{path.stem}](notebooks/{path.name}) | {NOTEBOOKS.get(path.stem, '')} | {cost} |")
+    note = f"Runtimes: `./run notebooks`, {times['date']}, {times['machine']}." if times else ""
+    return "\n".join(rows) + ("\n\n" + note if note else "") + "\n"
+
+
+def headline_meta(df: pd.DataFrame) -> str:
+    return (f"{len(df)} runs, {df.seed.nunique()} seeds, backbone {', '.join(sorted(set(df.backbone)))}, "
+            "resolution " + ", ".join(f"{d} {r} px" for d, r in df.groupby("dataset").resolution.first().items())
+            + f"; data: " + ", ".join(f"{d} {s}" for d, s in df.groupby("dataset").data_source.first().items())
+            + f"; torch {', '.join(sorted(set(df.torch_version)))}, device {', '.join(sorted(set(df.device)))}.")
+
+
+def gpu_section() -> str:
+    """The committed gpu stores' tables, labelled with the protocol they were made under."""
+    from ftlib.report import summary_table, to_markdown
+    from ftlib.store import ResultStore
+
+    parts = []
+    for path in sorted((ROOT / "results" / "gpu").glob("*/results.csv")):
+        df = ResultStore(path.parent).frame()
+        df = df[df.status == "ok"]
+        t = summary_table(df)
+        n_val = df.groupby(["shots"]).n_val.first().to_dict() if "n_val" in df else {}
+        epochs = df[df.epochs > 0].groupby("shots").epochs.agg(["min", "max"]).to_dict("index")
+        lines = [f"### gpu · {path.parent.name}", "",
+                 f"Previous protocol: the epoch (and the probe's C) selected on a val split beyond the k-shot budget "
+                 f"(val images per run: {', '.join(f'{k} shots {v}' for k, v in n_val.items())}); epochs "
+                 + ", ".join(f"{k} shots {v['min']}–{v['max']}" for k, v in epochs.items())
+                 + f"; {len(df)} runs, {df.seed.nunique()} seeds, {', '.join(sorted(set(df.device)))}.", ""]
+        lines.append(to_markdown(t, columns=["test_acc", "n_seeds", "train_seconds", "trainable_params"]))
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
+
+
+def update(readme=ROOT / "README.md", results_md=ROOT / "docs" / "results.md", results_dir=ROOT / "results") -> None:
+    """Rewrite the generated blocks of README.md and docs/results.md, the headline plot and the store's summary."""
+    import matplotlib.pyplot as plt
+
+    from ftlib.headline import PLOT, literature
+    from ftlib.report import budget_table, plot_acc_vs_shots, summary_table, to_markdown, write_summary
+
+    df, side = main_grid(results_dir)
+    fig = plot_acc_vs_shots(df)
+    fig.savefig(Path(results_dir) / PLOT, dpi=110)
     plt.close(fig)
-    write_summary(store.path, run_ids=main)
+    write_summary(results_dir, run_ids=set(df.run_id))
+    scaling = (ROOT / "docs" / "_readme_scaling.md").read_text(encoding="utf-8")
+    readme_blocks = {
+        "findings": findings(df),
+        "notebooks": notebook_table(),
+        "headline": f"{headline_meta(df)}\n\n{compact_accuracy(df)}\n![test accuracy against shots](results/{PLOT})\n",
+        "budget": compact_budget(df),
+        "scaling: docs/_readme_scaling.md": scaling,
+    }
     text = Path(readme).read_text(encoding="utf-8")
-    Path(readme).write_text(write_blocks(text, headline(results_dir)), encoding="utf-8")
+    Path(readme).write_text(write_blocks(text, {k: v for k, v in readme_blocks.items()
+                                                if f"<!-- {k} -->" in text}), encoding="utf-8")
+    cols = ["test_acc", "n_seeds", "train_seconds", "trainable_params", "peak_mem_mb"]
+    results_blocks = {
+        "budget": to_markdown(budget_table(df)),
+        "headline": f"{headline_meta(df)}\n\n{to_markdown(summary_table(df), columns=cols)}",
+        "literature": literature(df, side) + "\n",
+        "gpu": gpu_section(),
+    }
+    text = Path(results_md).read_text(encoding="utf-8")
+    Path(results_md).write_text(write_blocks(text, {k: v for k, v in results_blocks.items()
+                                                    if f"<!-- {k} -->" in text}), encoding="utf-8")
 
 
 if __name__ == "__main__":
-    update_readme(*sys.argv[1:])
+    update(*sys.argv[1:])
     sys.exit(0)
