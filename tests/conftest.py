@@ -9,7 +9,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lite0_random():
     """lite0 with random weights and a 2-class head (shapes and counts, no download)."""
     import ftlib
@@ -18,7 +18,7 @@ def lite0_random():
     return ftlib.load_backbone(LITE0, num_classes=2, pretrained=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def partial1_run():
     """``(record, backbone, dataset)`` of one tiny real ``partial(k=1)`` run, shared by the BatchNorm and save tests."""
     import ftlib

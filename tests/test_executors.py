@@ -77,7 +77,7 @@ def head():
             proc = subprocess.Popen(
                 [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", f"--temp-dir={tmp}",
                  "--object-store-memory=100000000", "--include-dashboard=false", "--disable-usage-stats",
-                 "--block"], start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+                 "--block"], process_group=0, stdout=log, stderr=subprocess.STDOUT)
         try:
             address = f"127.0.0.1:{port}"
             deadline = time.time() + 120
