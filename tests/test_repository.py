@@ -51,3 +51,22 @@ def test_no_development_history_in_tracked_text_files():
     hits = {str(f.relative_to(ROOT)): h for f in files if f.is_file() for h in [history_hits(f)] if h}
     assert not hits, "development history in files (rewrite as what was measured, when, where, how):\n" + "\n".join(
         f"{f}:{i}: {line}" for f, h in hits.items() for i, line in h)
+
+
+def test_links_in_readme_and_docs_resolve_inside_the_repository():
+    """No link leaves the repository for a file readers do not have (such as a sibling folder's notes)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", root / "CHANGELOG.md", *sorted((root / "docs").glob("[!_]*.md")),
+             root / "results" / "README.md", root / "experiments" / "README.md"]
+    broken = []
+    for page in pages:
+        for link in re.findall(r"\]\(([^)]+)\)", page.read_text(encoding="utf-8")):
+            target = link.split("#")[0]
+            if target and not target.startswith(("http://", "https://")):
+                resolved = (page.parent / target).resolve()
+                if not resolved.exists() or not resolved.is_relative_to(root):
+                    broken.append(f"{page.relative_to(root)} -> {link}")
+    assert not broken, broken
