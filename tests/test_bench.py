@@ -1,5 +1,4 @@
 """The benchmark runner end to end: store, resume after SIGKILL, summary files, and bad input."""
-import csv
 import math
 import os
 import signal
@@ -8,6 +7,7 @@ import sys
 import time
 
 import pytest
+from helpers import rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--profile", "smoke", "--dataset", "hymenoptera", "--quiet"]
@@ -16,14 +16,6 @@ TINY = ["--profile", "smoke", "--dataset", "hymenoptera", "--quiet"]
 def cli(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "ftlib", "bench", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
-
-
-def rows(out):
-    path = os.path.join(out, "results.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def test_bench_writes_store_summary_plots_and_skips_finished_runs(tmp_path):

@@ -174,13 +174,15 @@ def test_imagefolder_respects_train_val_test_subfolders(tmp_path, private_cache)
         for cls in ("a", "b"):
             for i in range(count):
                 _png(root / part / cls / f"{i}.png", (red[part], 50 if cls == "a" else 150, 0))
-    ds = ftlib.load_dataset(f"imagefolder:{root}", resolution=16)
+    default = ftlib.load_dataset(f"imagefolder:{root}", resolution=16)  # no val split: val/ joins the pool
+    assert per_class(default.train, 2) == [8, 8] and len(default.val) == 0 and per_class(default.test, 2) == [3, 3]
+    ds = ftlib.load_dataset(f"imagefolder:{root}", resolution=16, val_per_class=2)  # asked for: val/ is used
     assert ds.classes == ["a", "b"]
     assert per_class(ds.train, 2) == [6, 6] and per_class(ds.val, 2) == [2, 2] and per_class(ds.test, 2) == [3, 3]
     for part in n:
         split = getattr(ds, part)
         assert (split.images[:, 0] == red[part]).all(), part
-    shot = ftlib.load_dataset(f"imagefolder:{root}", shots=2, seed=3, resolution=16)
+    shot = ftlib.load_dataset(f"imagefolder:{root}", shots=2, seed=3, resolution=16, val_per_class=2)
     assert per_class(shot.train, 2) == [2, 2]
     assert (shot.train.images[:, 0] == red["train"]).all()
     assert torch.equal(shot.test.indices, ds.test.indices)

@@ -6,7 +6,6 @@ driver for the in-process tests, and command-line benches join it with ``--addre
 authentication uses a token made here (``RAY_AUTH_TOKEN``), so nothing depends on, or writes,
 ``~/.ray/auth_token``.
 """
-import csv
 import os
 import secrets
 import shutil
@@ -25,6 +24,7 @@ from ftlib.bench import bench, grid
 from ftlib.executors import PIDS_ENV, RayExecutor
 from ftlib.report import write_summary
 from ftlib.store import ResultStore
+from helpers import rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--profile", "smoke", "--dataset", "hymenoptera", "--quiet", "--strategies", "partial:k=0"]
@@ -38,14 +38,6 @@ def quiet(*args):
 def cli(*args, env=None, timeout=600):
     return subprocess.run([sys.executable, "-m", "ftlib", "bench", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env=env)
-
-
-def rows(out):
-    path = os.path.join(out, "results.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def pid_files(folder: Path) -> list:

@@ -26,20 +26,20 @@ def test_a_new_head_reuses_cached_features_and_a_changed_body_does_not(counted):
     ds = load_dataset("hymenoptera", 2, 0, 64, max_test_per_class=5)
     torch.manual_seed(0)
     a = load_backbone("timm/tf_efficientnet_lite0", num_classes=2)
-    fa = probe.extract_features(a, ds.val)
-    fresh = probe.extract_features(a, ds.val, cache=False)  # the oracle: computed, not read back
-    assert torch.equal(fa, fresh) and counted == [len(ds.val), len(ds.val)]
+    fa = probe.extract_features(a, ds.test)
+    fresh = probe.extract_features(a, ds.test, cache=False)  # the oracle: computed, not read back
+    assert torch.equal(fa, fresh) and counted == [len(ds.test), len(ds.test)]
 
     torch.manual_seed(1)  # another seed: another head, the same pretrained body
     b = load_backbone("timm/tf_efficientnet_lite0", num_classes=2)
     assert not torch.equal(a.head.weight, b.head.weight)
-    assert torch.equal(probe.extract_features(b, ds.val), fa)
-    assert counted == [len(ds.val), len(ds.val)]  # served from the cache
+    assert torch.equal(probe.extract_features(b, ds.test), fa)
+    assert counted == [len(ds.test), len(ds.test)]  # served from the cache
 
     with torch.no_grad():  # a fine-tuned body: its features must be recomputed
         next(b.model.parameters()).mul_(1.01)
-    fb = probe.extract_features(b, ds.val)
-    assert counted[-1] == len(ds.val) and len(counted) == 3 and not torch.equal(fb, fa)
+    fb = probe.extract_features(b, ds.test)
+    assert counted[-1] == len(ds.test) and len(counted) == 3 and not torch.equal(fb, fa)
 
 
 def test_features_are_the_heads_input_and_leave_no_hook_on_the_cached_copy():

@@ -10,7 +10,6 @@ from ftlib.errors import FtlibError
 from ftlib.penalties import L2SPPenalty
 from ftlib.runs import param_groups
 from ftlib.strategies import trainable_parameters
-from ftlib.train import fit
 
 from helpers import tiny
 
