@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--resolution", default=None, type=_resolution,
                    help="image side in px, 16 to 1024 (default: the profile's per dataset)")
     b.add_argument("--epochs", default=None, type=_positive("--epochs"),
-                   help="fixed epochs (default: the profile's image-budget rule)")
+                   help="fixed epochs (default: the profile's schedule, about 15 passes over the labelled images within its step range)")
     b.add_argument("--out", default=None, help="results directory (default: data/results/<profile>)")
     b.add_argument("--jobs", default=1, type=_positive("--jobs"),
                    help="worker processes running runs side by side, torch's threads split between them "
