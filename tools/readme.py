@@ -188,8 +188,8 @@ def notebook_table() -> str:
         cost = "–" if secs is None else (f"~{max(1, round(secs / 60))} min" if secs >= 90 else f"~{10 * math.ceil(secs / 10):.0f} s")
         rows.append(f"| [{path.stem}](notebooks/{path.name}) | {NOTEBOOKS.get(path.stem, '')} | {cost} |")
     note = (f"Runtimes: `./run notebooks`, {times['date']}, {times['machine']}, with the committed `results/` "
-            "(a run already in the store is read, not retrained; from an empty store a notebook first runs what "
-            "it needs, at most a few minutes)." if times else "")
+            "(a run already in the store is read, not retrained; from an empty store a notebook first trains the runs "
+            "it needs)." if times else "")
     return "\n".join(rows) + ("\n\n" + note if note else "") + "\n"
 
 
