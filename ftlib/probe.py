@@ -28,7 +28,7 @@ from .fuse import folded_view
 from .train import EVAL_BATCH, autocast, device_of
 
 
-PROBE_SOLVER = "cosine-ncm-or-lbfgs-cv-1se-v5"  # part of the memo key: bump when the solver changes
+PROBE_SOLVER = "cosine-ncm-or-lbfgs-cv-1se-v6"  # part of the memo key: bump when the solver changes
 CV_FOLDS = 5
 
 
@@ -150,7 +150,7 @@ def select_and_fit(train_x, train_y, val_x, val_y, c_grid, num_classes: int, fol
     regularised candidate (nearest class mean first, then smaller C) whose score is within one
     standard error of the best: with a handful of held-out images, a larger score is mostly noise.
 
-    Returns ``(weight [K, D], bias [K], path DataFrame with C and score, selection)`` in raw-feature units.
+    Returns ``(weight [K, D], bias [K], path DataFrame with C, score and chosen, selection)`` in raw-feature units.
     """
     x, y = np.asarray(train_x, np.float64), np.asarray(train_y)
     scale = float(np.linalg.norm(x, axis=1).mean()) or 1.0
@@ -174,7 +174,7 @@ def select_and_fit(train_x, train_y, val_x, val_y, c_grid, num_classes: int, fol
             scores, selection = [float("nan")] * len(candidates), "ncm (1 shot: nothing to hold out)"
         best = _one_standard_error(scores, len(val_y) or len(y))
         weight, bias = _head(x, y, candidates[best], num_classes)
-    path = pd.DataFrame({"C": candidates, "score": scores})
+    path = pd.DataFrame({"C": candidates, "score": scores, "chosen": [i == best for i in range(len(candidates))]})
     return weight / scale, bias, path, selection
 
 
@@ -210,6 +210,6 @@ def fit_probe(bb, ds, c_grid, progress: bool = False) -> dict:
     with torch.no_grad():
         bb.head.weight.copy_(weight.to(bb.head.weight.device))
         bb.head.bias.copy_(bias.to(bb.head.bias.device))
-    best = path.iloc[0] if path.score.isna().all() else path.loc[path.score.idxmax()]
+    best = path[path.chosen].iloc[0]  # the candidate written into the head (one-standard-error rule)
     return {"C": float(best.C), "score": float(best.score), "selection": selection, "path": path,
             "feature_seconds": feature_seconds, "seconds": time.perf_counter() - start}

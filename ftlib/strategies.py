@@ -37,8 +37,9 @@ class Strategy:
     head_lr_mult: float = 10.0  # the new head starts random: let it move faster than the pretrained body
     weight_decay: float = 1e-4  # on conv/linear weights only; never on BatchNorm or biases
     optimizer: str = "sgd"
-    # "frozen": BatchNorm of frozen blocks stays in eval mode; "train": the common mistake (their statistics
-    # move); "eval": every BatchNorm uses and keeps its pretrained statistics (gamma/beta still train)
+    # "frozen": BatchNorm of frozen blocks stays in eval mode; "train": their statistics move with the batches
+    # (a frequent accident with model.train(), and fastai's deliberate train_bn=True); "eval": every BatchNorm
+    # uses and keeps its pretrained statistics (gamma/beta still train)
     bn: str = "frozen"
 
     pretrained: ClassVar[bool] = True

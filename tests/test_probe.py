@@ -36,6 +36,7 @@ def test_probe_solves_a_linearly_separable_task_and_selects_inside_the_training_
     assert w.shape == (k, x.shape[1]) and b.shape == (k,)
     assert accuracy(w, b, x, y) == 1.0 and accuracy(w, b, vx, vy) == 1.0
     assert selection == "cv5" and list(path.C) == [0.0, 1e-2, 1.0, 1e2] and path.score.max() == 1.0
+    assert path.chosen.sum() == 1 and path[path.chosen].score.iloc[0] >= path.score.max() - 0.1
 
 
 def test_probe_logistic_candidate_gives_sklearn_predictions_on_raw_features():
@@ -74,6 +75,8 @@ def test_linear_probe_run_writes_its_solution_into_the_head():
     rec, bb, ds = ftlib.run(tiny(ftlib.linear_probe()), progress=False, return_model=True)
     assert rec["status"] == "ok" and rec["trainable_params"] == HEAD_2 and rec["epochs"] == 0
     assert rec["n_val"] == 0 and rec["n_labelled"] == 8 and rec["probe_selection"] == "cv4"
+    path = ftlib.fit_probe(bb, ds, ftlib.linear_probe().c_grid)["path"]
+    assert rec["probe_C"] == path[path.chosen].C.iloc[0]  # the C written into the head, not merely the best score
     assert evaluate(bb.model, ds.test, bb.mean, bb.std, amp=False) == pytest.approx(rec["test_acc"])
 
 
