@@ -17,4 +17,4 @@ from .train import evaluate, fit
 from .checkpoint import FineTuned, load_finetuned, predict, save_finetuned
 from .bench import grid, load_or_run, notebook_profile
 from .profiles import PROFILES, get_profile
-from . import report
+from . import plots, report

@@ -11,6 +11,7 @@ import sys
 from .backbones import DEFAULT_BACKBONE
 from .datasets import DATASETS
 from .errors import FtlibError
+from .hyper import PASSES
 from .profiles import PROFILES, STRATEGY_GRID
 
 
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--resolution", default=None, type=_resolution,
                    help="image side in px, 16 to 1024 (default: the profile's per dataset)")
     b.add_argument("--epochs", default=None, type=_positive("--epochs"),
-                   help="fixed epochs (default: the profile's schedule, about 15 passes over the labelled images within its step range)")
+                   help=f"fixed epochs (default: the profile's schedule, {PASSES:g} passes over the labelled images "
+                        "within its step range)")
     b.add_argument("--out", default=None, help="results directory (default: data/results/<profile>)")
     b.add_argument("--jobs", default=1, type=_positive("--jobs"),
                    help="worker processes running runs side by side, torch's threads split between them "

@@ -16,7 +16,8 @@ from .errors import FtlibError, unknown
 from .executors import LocalExecutor
 from .paths import CLONE_ROOT, clean_stale_tmp, data_root, writable_dir
 from .profiles import get_profile
-from .report import summary_table, to_markdown, write_summary
+from .report import summary_table, to_markdown
+from .summary import write_summary
 from .runs import RunConfig
 from .splits import parse_shots
 from .store import FAILED, ResultStore

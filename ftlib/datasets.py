@@ -20,6 +20,8 @@ from .splits import split_indices
 from .transforms import to_float
 
 DATASETS = ("hymenoptera", "cifar10", "fashion_mnist", "caltech101")
+# The side every image is resized to when a caller names none (load_dataset, RunConfig): the default
+# backbone's pretraining input size (tf_efficientnet_lite0: 224 px); a test keeps the two equal.
 DEFAULT_RESOLUTION = 224
 # below 16 px the backbones' stride-32 features collapse; above 1024 px one decoded image is 3 MB and a
 # decoded dataset of thousands of images no longer fits in memory
@@ -134,7 +136,7 @@ def load_dataset(name: str, shots="all", seed: int = 0, resolution: int | None =
         shots: ``"all"`` or an int k: exactly k training images per class.
         seed: chooses ``val`` (carved from the training data, stratified) and the k-shot subset;
             the same seed gives the same split on any machine.
-        resolution: square side the images are resized to (default 224).
+        resolution: square side the images are resized to (default ``DEFAULT_RESOLUTION``, 224).
         max_test_per_class: keep at most this many test images per class (a fixed subset, the
             same for every seed) to make evaluation cheaper; None keeps the whole test split.
         val_per_class: labelled val images per class, carved before the k shots (default 0: none;

@@ -1,7 +1,7 @@
-"""The README's headline: table and literature checks computed from a results store, as markdown.
+"""Effect sizes against the published ones, and reruns against a reference, computed from results stores.
 
-Pure functions of the store; ``./run readme`` (``tools/readme.py``) writes their blocks into the
-README, so the numbers a reader sees are the store's means and standard deviations, never typed by hand.
+Pure functions of the stores; ``./run readme`` (``tools/readme.py``) writes their markdown into the
+README and docs/results.md, so the numbers a reader sees are the store's, never typed by hand.
 """
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import FtlibError
-from .paths import REPO_ROOT
-from .report import summary_table, to_markdown
 from .store import ResultStore
 
-COLUMNS = ["test_acc", "n_seeds", "train_seconds", "trainable_params", "peak_mem_mb"]
-PLOT = "headline.png"
 
 
 def _acc(df: pd.DataFrame, dataset: str, shots, strategy: str) -> np.ndarray:
@@ -159,24 +155,6 @@ def literature(df: pd.DataFrame, sidecar: dict) -> str:
         out += ["", "(e) L2-SP keeps the body closer to w⁰ than full fine-tuning (Li et al. 2018; mean ‖w−w⁰‖/‖w⁰‖ "
                 "per body block over seeds): " + "; ".join(parts) + "."]
     return "\n".join(out)
-
-
-def headline(results_dir) -> dict:
-    """Markdown blocks for the README, computed from the store at ``results_dir``."""
-    from .bench import grid
-
-    store = ResultStore(results_dir)
-    df, side = store.frame(), store.sidecar()
-    df = df[df.run_id.isin({c.run_id() for c in grid("cpu")})]  # the main grid only, not notebook extras
-    rel = (store.path / PLOT).resolve().relative_to(REPO_ROOT)
-    meta = (f"{len(df)} runs, {df.seed.nunique()} seeds, backbone {', '.join(sorted(set(df.backbone)))}, "
-            f"profile {', '.join(sorted(set(df.profile)))}, resolution per dataset "
-            + ", ".join(f"{d} {r} px" for d, r in df.groupby("dataset").resolution.first().items())
-            + f"; torch {', '.join(sorted(set(df.torch_version)))}, ftlib {', '.join(sorted(set(df.ftlib_version)))}, "
-            f"device {', '.join(sorted(set(df.device)))}.")
-    table = to_markdown(summary_table(df), columns=COLUMNS)
-    return {"headline": f"{meta}\n\n{table}\n![accuracy vs shots]({rel})\n",
-            "literature": literature(df, side) + "\n"}
 
 
 def compare_stores(reference, rerun) -> pd.DataFrame:

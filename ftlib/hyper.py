@@ -27,6 +27,9 @@ BASE_LR = {
     "bitfit": 0.003,
     "surgical": 0.003,
 }
+# The fixed schedule's defaults (a RunConfig's; each profile sets its own step range).
+PASSES = 15.0
+MIN_STEPS, MAX_STEPS = 40, 80
 ADAMW_LR_SCALE = 0.1  # AdamW's per-parameter scaling wants ~10x smaller steps than SGD here
 BATCH_REFERENCE = 32
 
@@ -46,7 +49,8 @@ def learning_rate(strategy_name: str, batch: int, optimizer: str = "sgd") -> flo
     return round(lr * (ADAMW_LR_SCALE if optimizer == "adamw" else 1.0), 8)
 
 
-def train_steps(n_train: int, lo: int, hi: int, passes: float = 15.0, batch: int = BATCH_REFERENCE) -> int:
+def train_steps(n_train: int, lo: int = MIN_STEPS, hi: int = MAX_STEPS, passes: float = PASSES,
+                batch: int = BATCH_REFERENCE) -> int:
     """Optimiser steps of a fixed schedule: ``passes`` passes over the labelled set, within [lo, hi].
 
     BiT (Kolesnikov et al. 2020) fixes the schedule from the dataset size instead of selecting

@@ -25,7 +25,6 @@ class L2SPPenalty:
     def __init__(self, sp_params: list, head_params: list, alpha: float, beta: float):
         self.alpha, self.beta = float(alpha), float(beta)
         self.sp_names = [n for n, _ in sp_params]
-        self.head_names = [n for n, _ in head_params]
         self.sp = [p for _, p in sp_params]
         self.head = [p for _, p in head_params]
         self.ref = [p.detach().clone() for p in self.sp]  # w0

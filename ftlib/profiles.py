@@ -1,7 +1,7 @@
 """Benchmark profiles, defined in one place: what grid and budget ``smoke``, ``cpu`` and ``gpu`` mean.
 
 A profile fixes the datasets, shot regimes, seeds, resolution per dataset and the schedule rule
-(``hyper.train_steps``: about 10 passes over the labelled set, within [min_steps, max_steps]).
+(``hyper.train_steps``: ``hyper.PASSES`` passes over the labelled set, within [min_steps, max_steps]).
 Every k-shot run reads exactly k labelled images per class (``val_per_class=0``): the probe
 selects its C by cross-validation inside them and fine-tuning follows the fixed schedule.
 How the ``cpu`` numbers were chosen, on val splits only, is written in ``ftlib/hyper.py``.
@@ -54,7 +54,7 @@ PROFILES = {
                       "caltech101": (5, 20)},
         seeds=(0, 1, 2, 3, 4), resolution={d: None for d in (*DATASET_GRID, "caltech101")},
         min_steps=200, max_steps=1000, strategies=GPU_STRATEGY_GRID,
-        datasets=("hymenoptera", "cifar10", "fashion_mnist", "caltech101"),
+        datasets=(*DATASET_GRID, "caltech101"),
         note="native resolution, 5 seeds, longer schedules, autocast"),
 }
 

@@ -17,7 +17,7 @@ import torch
 
 from . import hyper
 from .backbones import DEFAULT_BACKBONE, load_backbone
-from .datasets import load_dataset
+from .datasets import DEFAULT_RESOLUTION, load_dataset
 from .errors import FtlibError
 from .probe import extract_features, fit_probe
 from .strategies import PROBE_C_GRID, Full, Strategy, parse_strategy, trainable_parameters
@@ -42,12 +42,12 @@ class RunConfig:
     strategy: Strategy = Full()
     shots: object = "all"
     seed: int = 0
-    resolution: int = 128
+    resolution: int = DEFAULT_RESOLUTION
     epochs: int | None = None
     batch_size: int | None = None
     max_test_per_class: int | None = None
-    min_steps: int = 40  # fixed schedule: ~10 passes over the labelled set, within [min_steps, max_steps]
-    max_steps: int = 80
+    min_steps: int = hyper.MIN_STEPS  # fixed schedule: hyper.PASSES passes over the labelled set, within
+    max_steps: int = hyper.MAX_STEPS  # [min_steps, max_steps] optimiser steps
     val_per_class: int = 0  # labelled val images per class beyond the k shots (0: the k-shot budget is all)
     amp: bool = True
     profile: str = "custom"

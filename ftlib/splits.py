@@ -82,13 +82,6 @@ def split_indices(labels, role, classes, shots="all", seed: int = 0, max_test_pe
     return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in out.items()}
 
 
-def min_train_per_class(labels, role, classes, val_per_class: int = 0) -> int:
-    """The largest ``shots`` every class can serve (the smallest class's training pool)."""
-    sizes = split_indices(labels, role, classes, shots="all", seed=0, val_per_class=val_per_class)["train"]
-    counts = np.bincount(np.asarray(labels)[sizes], minlength=len(classes))
-    return int(counts.min())
-
-
 def _needed(k: int, val: int) -> int:
     """Images a class needs when test is carved from it: test + val + ``k`` training images."""
     n = k + val + 1

@@ -42,6 +42,17 @@ def test_lite_normalisation_comes_from_the_weights(name):
     assert bb.mean == (0.5, 0.5, 0.5) and bb.std == (0.5, 0.5, 0.5)
 
 
+def test_default_resolution_is_the_default_backbones_pretraining_size():
+    """One default side for load_dataset and RunConfig, and it is what timm says lite0 was trained at."""
+    import timm
+
+    from ftlib.datasets import DEFAULT_RESOLUTION
+
+    assert timm.models.get_pretrained_cfg(ftlib.DEFAULT_BACKBONE.split("/", 1)[1]).input_size == (3, 224, 224)
+    assert ftlib.load_backbone(pretrained=False).input_size == DEFAULT_RESOLUTION
+    assert ftlib.RunConfig("hymenoptera").resolution == DEFAULT_RESOLUTION
+
+
 def test_torchvision_resnet18_uses_imagenet_normalisation():
     bb = ftlib.load_backbone("torchvision/resnet18", num_classes=2, pretrained=False)
     assert bb.mean == pytest.approx(IMAGENET_MEAN) and bb.std == pytest.approx(IMAGENET_STD)

@@ -4,7 +4,6 @@ import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,24 +176,20 @@ def test_summary_md_is_written_even_when_a_plot_cannot_be(tmp_path, monkeypatch)
     import matplotlib
 
     matplotlib.use("Agg")
-    from ftlib import report
+    from helpers import records
+
+    from ftlib import summary
+    from ftlib.store import ResultStore
 
     def broken(*a, **k):
         raise OSError(28, "No space left on device")
 
-    import importlib.util
-
-    from ftlib.store import ResultStore
-
-    spec = importlib.util.spec_from_file_location("report_records", Path(__file__).with_name("test_report.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     store = ResultStore(tmp_path)
-    for r in module.records():  # the report tests' toy runs
+    for r in records():  # the report tests' toy runs
         store.add(r)
-    monkeypatch.setattr(report, "plot_acc_vs_time", broken)
+    monkeypatch.setattr(summary, "plot_acc_vs_time", broken)
     with pytest.warns(UserWarning, match=r"acc_vs_time\.png .*summary\.md is written without it"):
-        paths = report.write_summary(tmp_path)
+        paths = summary.write_summary(tmp_path)
     assert paths["summary"].exists() and "acc_vs_time" not in paths
     md = paths["summary"].read_text()
     assert "acc_vs_time.png" not in md and "acc_vs_shots.png" in md

@@ -46,11 +46,25 @@ def execute(path: Path, timeout: int = 3600) -> float:
     return time.perf_counter() - start
 
 
+def _find(name: str, every: list):
+    """A notebook given as a path, a file name in notebooks/, or its number (``03``); None if none matches."""
+    if Path(name).is_file():
+        return Path(name)
+    hits = [p for p in every if p.name == name or p.stem == name or p.name.split("-", 1)[0] == name]
+    return hits[0] if len(hits) == 1 else None
+
+
 def execute_all(names=None) -> int:
     """Execute ``names`` (default: every ``notebooks/NN-*.ipynb``) in place, one after the other."""
     os.environ.setdefault("FTLIB_PROFILE", "cpu")
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    paths = [Path(n) for n in names] if names else sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+    every = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+    paths = [_find(n, every) for n in names] if names else every
+    if None in paths:
+        bad = [n for n, p in zip(names, paths) if p is None]
+        print(f"no such notebook: {', '.join(bad)}; choose from {', '.join(p.name for p in every)} "
+              "(a name, its number like 03, or a path)", file=sys.stderr)
+        return 2
     timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {"seconds": {}}
     for p in paths:
         print(f"[ftlib] executing {p} (profile {os.environ['FTLIB_PROFILE']}) ...", flush=True)

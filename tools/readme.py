@@ -21,6 +21,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMINGS = ROOT / "docs" / "notebook-timings.json"
+PLOT = "headline.png"  # the headline figure, written beside the store it plots
 
 
 def write_blocks(text: str, blocks: dict) -> str:
@@ -226,8 +227,10 @@ def update(readme=ROOT / "README.md", results_md=ROOT / "docs" / "results.md", r
     """Rewrite the generated blocks of README.md and docs/results.md, the headline plot and the store's summary."""
     import matplotlib.pyplot as plt
 
-    from ftlib.headline import PLOT, literature
-    from ftlib.report import budget_table, plot_acc_vs_shots, summary_table, to_markdown, write_summary
+    from ftlib.headline import literature
+    from ftlib.plots import plot_acc_vs_shots
+    from ftlib.report import budget_table, summary_table, to_markdown
+    from ftlib.summary import write_summary
 
     df, side = main_grid(results_dir)
     fig = plot_acc_vs_shots(df)
