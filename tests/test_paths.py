@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import ftlib
 from ftlib import paths
 
 CLONE = Path(__file__).resolve().parent.parent
@@ -64,13 +65,35 @@ def test_installed_copy_imported_from_outside_a_clone_uses_the_user_cache(tmp_pa
     env.update(PYTHONPATH=str(target), XDG_CACHE_HOME=str(tmp_path / "xdg"), FTLIB_DATA="")
     code = ("import ftlib, ftlib.paths as p, ftlib.bench as b; "
             "print(ftlib.__file__); print(p.CLONE_ROOT); print(p.data_root()); print(p.mirrors()); "
-            "print(b.default_store('cpu'))")
+            "print(b.default_store('cpu')); print(ftlib.__version__)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    where, clone, root, mirrors, store = proc.stdout.strip().splitlines()[-5:]
+    where, clone, root, mirrors, store, installed = proc.stdout.strip().splitlines()[-6:]
     assert Path(where).is_relative_to(target)  # the installed copy, not the clone's editable one
     assert clone == "None" and mirrors == "[]"
     assert Path(root) == tmp_path / "xdg" / "ftlib" and Path(root).is_dir()
     assert Path(store).is_relative_to(tmp_path / "xdg" / "ftlib")
     assert not (target / "data").exists()
+    # the version, outside a clone from the package metadata, is the clone's pyproject.toml's
+    assert installed == ftlib.__version__ == _pyproject_version()
+
+
+def _pyproject_version() -> str:
+    import tomllib
+
+    return tomllib.loads((CLONE / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+
+
+def test_in_a_clone_the_version_is_its_pyproject_even_beside_stale_metadata(tmp_path):
+    """An old egg-info (version 0.0.1) on the path must not hide the clone's pyproject.toml."""
+    stale = tmp_path / "ftlib.egg-info"
+    stale.mkdir()
+    (stale / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: ftlib\nVersion: 0.0.1\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{CLONE}"}
+    proc = subprocess.run([sys.executable, "-c", "import importlib.metadata as m, ftlib; "
+                           "print(m.version('ftlib')); print(ftlib.__version__)"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metadata, ours = proc.stdout.split()[-2:]
+    assert metadata == "0.0.1" and ours == _pyproject_version()
