@@ -198,7 +198,8 @@ def headline_meta(df: pd.DataFrame) -> str:
     return (f"{len(df)} runs, {df.seed.nunique()} seeds, backbone {', '.join(sorted(set(df.backbone)))}, "
             "resolution " + ", ".join(f"{d} {r} px" for d, r in df.groupby("dataset").resolution.first().items())
             + "; data: " + ", ".join(f"{d} {s}" for d, s in df.groupby("dataset").data_source.first().items())
-            + f"; torch {', '.join(sorted(set(df.torch_version)))}, device {', '.join(sorted(set(df.device)))}.")
+            + f"; ftlib {', '.join(sorted(set(df.ftlib_version)))}, torch {', '.join(sorted(set(df.torch_version)))}, "
+            f"device {', '.join(sorted(set(df.device)))}.")
 
 
 def gpu_section() -> str:
