@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
 # what each list flag takes, for the message when it is given empty
 _LIST_VALUES = {
     "--dataset": f"{', '.join(DATASETS)} or imagefolder:<path>",
-    "--strategies": "linear_probe, partial[:k=N], full, l2sp, lp_ft, scratch, bitfit, surgical[:k=N]",
+    "--strategies": "linear_probe[:c_grid=C1,C2,...], partial[:k=N], full, l2sp[:alpha=A:beta=B], lp_ft, "
+                    "scratch, bitfit, surgical[:k=N]",
     "--shots": "integers >= 1 or 'all', e.g. --shots 5,all",
     "--seeds": "integers >= 0, e.g. --seeds 0,1,2",
 }
@@ -40,6 +41,29 @@ def _list(text: str, flag: str = "list") -> list:
 
 def _flag_list(flag: str):
     return lambda text: _list(text, flag)
+
+
+def _strategies(text: str) -> list:
+    """``--strategies``: a comma list, where a tuple value keeps its own commas.
+
+    ``linear_probe:c_grid=0.1,1,10,full`` is two strategies: a bare number after a ``key=value``
+    continues that value.
+    """
+    out = []
+    for item in _list(text, "--strategies"):
+        if out and "=" in out[-1] and _is_number(item):
+            out[-1] += "," + item
+        else:
+            out.append(item)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _seeds(text: str) -> list:
@@ -108,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "profile's three datasets)")
     b.add_argument("--backbone", default=DEFAULT_BACKBONE, help="timm/<model> or torchvision/<model>")
     b.add_argument("--strategies", default=None,
-                   help="comma list of linear_probe, partial[:k=N], full, l2sp[:alpha=A:beta=B], lp_ft, scratch, "
-                        f"bitfit, surgical[:k=N] (default: the profile's; cpu: {','.join(STRATEGY_GRID)})")
+                   help=f"comma list of {_LIST_VALUES['--strategies']} (default: the profile's; cpu: "
+                        f"{','.join(STRATEGY_GRID)})")
     b.add_argument("--shots", default=None, help="comma list of ints or 'all' (default: the profile's per dataset)")
     b.add_argument("--seeds", default=None, help="comma list of integers >= 0 (default: the profile's)")
     b.add_argument("--resolution", default=None, type=_resolution,
@@ -155,7 +179,7 @@ def bench_main(args) -> int:
         return None if value is None else parse(value)
 
     configs = grid(args.profile, datasets=given(args.dataset, _flag_list("--dataset")), backbone=args.backbone,
-                   strategies=given(args.strategies, _flag_list("--strategies")),
+                   strategies=given(args.strategies, _strategies),
                    shots=given(args.shots, _flag_list("--shots")),
                    seeds=given(args.seeds, _seeds), resolution=args.resolution, epochs=args.epochs)
     store = bench(configs, args.out or default_out(args.profile), progress=not args.quiet,

@@ -65,6 +65,14 @@ def grid(profile: str = "cpu", datasets=None, backbone: str = DEFAULT_BACKBONE, 
 
 def check(configs: list) -> None:
     """Fail before training anything: unknown backbone, shots larger than a class, unreadable data."""
+    for d in {c.dataset for c in configs}:
+        try:  # every record is written as UTF-8 text (results.csv, summary.md): a name that is not cannot be stored
+            str(d).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = str(d).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise FtlibError(f"dataset '{shown}': its path is not valid UTF-8, so results.csv could not record it; "
+                             "give it a UTF-8 name, e.g. ln -s <that folder> /tmp/my-images and use "
+                             "imagefolder:/tmp/my-images") from None
     for backbone in {c.backbone for c in configs}:
         load_backbone(backbone, pretrained=False)
     for d, k, res, cap in {(c.dataset, c.shots, c.resolution, c.max_test_per_class) for c in configs}:

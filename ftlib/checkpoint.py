@@ -1,6 +1,7 @@
 """Save a fine-tuned model (state dict + the config that rebuilds it, no pickled code), reload it, predict."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +88,9 @@ def _read_checkpoint(path: Path) -> dict:
     if path.stat().st_size == 0:
         raise FtlibError(f"saved model {path} is empty (0 bytes): an interrupted copy or write; save it again")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle makes torch warn first; the message below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated / overwritten zip, a pickle of code objects, a text file
         raise FtlibError(f"cannot read saved model {path}: damaged, truncated, or not a file save_finetuned "
                          f"wrote ({type(e).__name__})") from None

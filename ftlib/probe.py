@@ -48,7 +48,7 @@ def extract_features(bb, split, batch_size: int = EVAL_BATCH, cache: bool = True
         # cache, while a new head (each seed draws one) does not change the features, so it is left out
         head = {id(p) for p in bb.head.parameters()}
         weights = sum(float(p.detach().double().abs().sum()) for p in bb.model.parameters() if id(p) not in head)
-        tag = hashlib.sha1(f"{bb.name}|{split.source}|{weights:.6e}".encode()).hexdigest()[:16]
+        tag = hashlib.sha1(f"{bb.name}|{split.source}|{weights:.6e}".encode(errors="surrogateescape")).hexdigest()[:16]
         path = cache_dir("cache", "features") / f"{bb.name.replace('/', '_')}-{tag}.pt"
     store = (verified_load(path, weights_only=True) if path is not None else None) or {}
     known = {int(i): f for i, f in zip(store.get("index", torch.zeros(0)), store.get("feats", torch.zeros(0)))}

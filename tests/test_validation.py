@@ -55,6 +55,30 @@ def test_shots_all_on_a_folder_with_too_small_classes_exits_2_naming_the_class(t
     assert rc == 2 and "'tiny' has 1 image(s): too few" in text and "Traceback" not in text, text
 
 
+def _folder(root, per_class=6):
+    for c in ("ants", "bees"):
+        os.makedirs(os.path.join(root, c))
+        for i in range(per_class):
+            Image.fromarray(np.full((12, 12, 3), 20 * i + (c == "bees") * 100, np.uint8)).save(
+                os.path.join(root, c, f"{i}.png"))
+
+
+def test_a_folder_whose_path_is_not_utf8_trains_in_the_library_and_is_refused_by_bench_before_training(tmp_path):
+    """The library takes any path Linux does; the CLI refuses one results.csv cannot record, before any run."""
+    import ftlib
+
+    root = os.path.join(str(tmp_path), os.fsdecode(b"caf\xe9-latin1"))  # a Latin-1 name: not valid UTF-8
+    _folder(root)
+    rec = ftlib.run(ftlib.RunConfig(f"imagefolder:{root}", strategy=ftlib.linear_probe(), shots=2, resolution=32,
+                                    max_test_per_class=2), progress=False)
+    assert rec["status"] == "ok" and rec["n_labelled"] == 4
+    out = tmp_path / "results"
+    rc, text, _ = cli(tmp_path, "--dataset", f"imagefolder:{root}", "--shots", "2", "--strategies", "linear_probe",
+                      "--seeds", "0", "--out", str(out))
+    assert rc == 2 and "not valid UTF-8" in text and "caf\\xe9-latin1" in text and "Traceback" not in text, text
+    assert not (out / "results.csv").exists()
+
+
 def test_help_shows_each_default_once_and_never_none():
     out = subprocess.run([sys.executable, "-m", "ftlib", "bench", "--help"], capture_output=True, text=True,
                          timeout=120)
@@ -86,6 +110,17 @@ def test_valid_strategy_parameters_still_parse():
     assert parse_strategy("l2sp:alpha=0:beta=0").alpha == 0
     assert parse_strategy("linear_probe:c_grid=0.5").c_grid == (0.5,)
     assert parse_strategy("full:lr=0.01:weight_decay=0").lr == 0.01
+
+
+def test_strategies_flag_keeps_the_commas_of_a_tuple_value():
+    from ftlib.__main__ import _strategies
+
+    assert _strategies("linear_probe:c_grid=0.1,1,10,full,partial:k=2") == [
+        "linear_probe:c_grid=0.1,1,10", "full", "partial:k=2"]
+    assert parse_strategy(_strategies("linear_probe:c_grid=0.1,1")[0]).c_grid == (0.1, 1.0)
+    assert _strategies("partial:k=2,nonsense") == ["partial:k=2", "nonsense"]  # refused by name later
+    with pytest.raises(FtlibError, match="unknown strategy 'nonsense'"):
+        parse_strategy("nonsense")
 
 
 def test_library_checks_seeds_and_resolution():
