@@ -169,6 +169,7 @@ def load_backbone(name: str = DEFAULT_BACKBONE, num_classes: int | None = None, 
         pretrained: False gives the same architecture randomly initialised (the scratch baseline).
 
     Example:
+        >>> import torch
         >>> bb = load_backbone("torchvision/resnet18", num_classes=5, pretrained=False)
         >>> bb.model(torch.zeros(1, 3, 64, 64)).shape
         torch.Size([1, 5])

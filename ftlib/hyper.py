@@ -62,15 +62,29 @@ def train_steps(n_train: int, lo: int = MIN_STEPS, hi: int = MAX_STEPS, passes: 
     return int(min(hi, max(lo, round(passes * n_train / max(1, min(batch, n_train))))))
 
 
-def epochs_for(steps: int, n_train: int, batch: int, min_epoch_images: int = 128) -> int:
-    """Epochs ``fit`` needs for at least ``steps`` optimiser steps (its epoch: >= ``min_epoch_images`` images).
+MIN_EPOCH_IMAGES = 128  # fit's epoch shows at least this many images (several passes over a tiny train set)
+
+
+def epoch_shape(n_train: int, batch: int, min_epoch_images: int = MIN_EPOCH_IMAGES) -> tuple:
+    """``(passes, steps)`` of one ``fit`` epoch: shuffled passes until >= ``min_epoch_images`` images, full batches.
+
+    The ragged last batch is dropped (a batch of 1 breaks train-mode BatchNorm).
+
+    >>> epoch_shape(20, 32)  # 7 passes over 20 images in batches of 20
+    (7, 7)
+    """
+    n = max(1, n_train)
+    passes = max(1, -(-min_epoch_images // n))
+    return passes, max(1, n * passes // max(1, min(batch, n)))
+
+
+def epochs_for(steps: int, n_train: int, batch: int, min_epoch_images: int = MIN_EPOCH_IMAGES) -> int:
+    """Epochs ``fit`` needs for about ``steps`` optimiser steps.
 
     >>> epochs_for(40, 20, 20)  # an epoch of 20 images is 7 passes = 7 steps
     6
     """
-    passes = max(1, -(-min_epoch_images // max(1, n_train)))
-    per_epoch = max(1, n_train * passes // max(1, min(batch, n_train)))
-    return max(1, round(steps / per_epoch))
+    return max(1, round(steps / epoch_shape(n_train, batch, min_epoch_images)[1]))
 
 
 def warmup_steps(total_steps: int) -> int:

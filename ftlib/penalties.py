@@ -18,7 +18,7 @@ class L2SPPenalty:
     Example:
         >>> w = torch.nn.Parameter(torch.ones(3)); h = torch.nn.Parameter(torch.ones(2))
         >>> pen = L2SPPenalty([("w", w)], [("h", h)], alpha=0.1, beta=0.01)
-        >>> float(pen())  # w == w0, so only beta/2 * ||h||^2 = 0.005 * 2
+        >>> round(pen().item(), 6)  # w == w0, so only beta/2 * ||h||^2 = 0.005 * 2
         0.01
     """
 

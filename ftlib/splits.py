@@ -100,7 +100,7 @@ def check_class_counts(classes, sizes=None, shots="all", carved_test: bool = Tru
     Example:
         >>> check_class_counts(["cat"])
         Traceback (most recent call last):
-        ftlib.errors.FtlibError: a classification dataset needs at least 2 classes; found 1: 'cat'
+        ftlib.errors.FtlibError: a classification dataset needs at least 2 classes; found 1: 'cat' (one sub-folder of images per class)
     """
     if len(classes) < 2:
         names = ", ".join(repr(c) for c in classes[:5])

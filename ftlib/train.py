@@ -215,7 +215,7 @@ def process_flags(flush_denormal: bool, cudnn_benchmark: bool):
 
 def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, batch_size: int, seed: int,
         penalty=None, bn: str = "frozen", optimizer: str = "sgd", amp: bool = True, channels_last: bool = True,
-        progress: bool = True, desc: str = "fit", min_epoch_images: int = 128,
+        progress: bool = True, desc: str = "fit", min_epoch_images: int = hyper.MIN_EPOCH_IMAGES,
         flush_denormal: bool = True) -> History:
     """Train ``model`` on ``train`` for ``epochs``; with a ``val`` split, keep the epoch with the best val accuracy.
 
@@ -255,8 +255,7 @@ def _fit(model, train, val, dev, *, mean, std, groups, epochs, batch_size, seed,
     gen = torch.Generator().manual_seed(seed)
     n = len(train)
     bs = min(batch_size, n)
-    passes = max(1, math.ceil(min_epoch_images / n))
-    steps_per_epoch = max(1, n * passes // bs)  # drop the ragged last batch: a batch of 1 breaks train-mode BN
+    passes, steps_per_epoch = hyper.epoch_shape(n, bs, min_epoch_images)
     total = steps_per_epoch * epochs
     opt = make_optimizer(groups, optimizer)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, hyper.warmup_steps(total)))

@@ -80,8 +80,9 @@ def block_table(bb) -> pd.DataFrame:
     """Parameters per block of ``bb.blocks`` (stem -> head) and their share of the total.
 
     Example:
+        >>> import ftlib
         >>> bb = ftlib.load_backbone("timm/tf_efficientnet_lite0", num_classes=2, pretrained=False)
-        >>> block_table(bb).iloc[-1]["parameters"]  # the new 2-class head: 1280 x 2 + 2
+        >>> int(block_table(bb).iloc[-1]["parameters"])  # the new 2-class head: 1280 x 2 + 2
         2562
     """
     counts = [(name, sum(p.numel() for p in module.parameters())) for name, module in bb.blocks]
