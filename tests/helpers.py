@@ -2,6 +2,10 @@
 import csv
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import ftlib
 
@@ -22,6 +26,18 @@ def rows(out):
         return []
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def sigkill_bench_after_first_row(bench_args, out, timeout: float = 300):
+    """Start ``python -m ftlib bench BENCH_ARGS`` (writing to ``out``), SIGKILL it once its first row is stored."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "ftlib", "bench", *bench_args], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while len(rows(out)) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 # test accuracy by (shots, strategy_label) over seeds 0, 1, 2

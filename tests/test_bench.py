@@ -1,13 +1,11 @@
 """The benchmark runner end to end: store, resume after SIGKILL, summary files, and bad input."""
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from helpers import rows
+from helpers import rows, sigkill_bench_after_first_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--profile", "smoke", "--dataset", "hymenoptera", "--quiet"]
@@ -36,13 +34,7 @@ def test_bench_writes_store_summary_plots_and_skips_finished_runs(tmp_path):
 def test_sigkill_mid_grid_loses_nothing_and_resumes_to_identical_metrics(tmp_path):
     killed, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
     args = [*TINY, "--strategies", "linear_probe,partial:k=0,full", "--seeds", "0"]
-    proc = subprocess.Popen([sys.executable, "-m", "ftlib", "bench", *args, "--out", killed], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while len(rows(killed)) < 1 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_bench_after_first_row([*args, "--out", killed], killed)
     assert 1 <= len(rows(killed)) <= 3
     assert cli(*args, "--out", killed).returncode == 0
     assert cli(*args, "--out", clean).returncode == 0

@@ -24,7 +24,7 @@ from ftlib.bench import bench, grid
 from ftlib.executors import PIDS_ENV, RayExecutor
 from ftlib.summary import write_summary
 from ftlib.store import ResultStore
-from helpers import rows
+from helpers import rows, sigkill_bench_after_first_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--profile", "smoke", "--dataset", "hymenoptera", "--quiet", "--strategies", "partial:k=0"]
@@ -180,13 +180,7 @@ def test_a_killed_driver_loses_nothing_and_the_rerun_trains_only_the_missing_run
     """The first driver joins the module's head with --address; the rerun starts Ray itself."""
     out = str(tmp_path / "res")
     args = [*TINY, "--seeds", "4,5,6", "--executor", "ray", "--cpus-per-run", "1", "--out", out]
-    driver = subprocess.Popen([sys.executable, "-m", "ftlib", "bench", *args, "--address", head["address"]], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while len(rows(out)) < 1 and time.time() < deadline and driver.poll() is None:
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    sigkill_bench_after_first_row([*args, "--address", head["address"]], out)
     kept = {r["run_id"] for r in rows(out)}
     assert 1 <= len(kept) <= 3
     before = set(pid_files(head["pids"]))

@@ -55,6 +55,12 @@ def _regime_columns(table: pd.DataFrame) -> list:
     return list(dict.fromkeys((d, s) for d, s, _ in table.index))
 
 
+def _rows(table: pd.DataFrame, cols: list, labels: list, cell) -> list:
+    """Markdown rows, one per strategy label: ``cell(row, (dataset, shots))`` per column, "–" where absent."""
+    return [f"| {label} | " + " | ".join(cell(table.loc[(d, s, label)], (d, s)) if (d, s, label) in table.index
+                                         else "–" for d, s in cols) + " |" for label in labels]
+
+
 def compact_accuracy(df: pd.DataFrame) -> str:
     """Markdown: strategies as rows, dataset × shots as columns, test accuracy mean ± std; best per column in bold."""
     from ftlib.report import summary_table
@@ -63,18 +69,13 @@ def compact_accuracy(df: pd.DataFrame) -> str:
     cols = _regime_columns(t)
     labels = list(dict.fromkeys(label for _, _, label in t.index))
     head = "| strategy | " + " | ".join(f"{d} {s}" for d, s in cols) + " |"
-    lines = [head, "|---|" + "---:|" * len(cols)]
     best = {c: t.loc[c[0]].loc[c[1]].test_acc_mean.max() for c in cols}
-    for label in labels:
-        cells = []
-        for d, s in cols:
-            if (d, s, label) not in t.index:
-                cells.append("–")
-                continue
-            r = t.loc[(d, s, label)]
-            cell = f"{r.test_acc_mean:.2f} ± {r.test_acc_std:.2f}"
-            cells.append(f"**{cell}**" if r.test_acc_mean == best[(d, s)] else cell)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    def cell(r, col):
+        text = f"{r.test_acc_mean:.2f} ± {r.test_acc_std:.2f}"
+        return f"**{text}**" if r.test_acc_mean == best[col] else text
+
+    lines = [head, "|---|" + "---:|" * len(cols), *_rows(t, cols, labels, cell)]
     return "\n".join(lines) + "\n"
 
 
@@ -87,15 +88,7 @@ def compact_budget(df: pd.DataFrame) -> str:
     labels = [label for label in dict.fromkeys(label for _, _, label in b.index) if label != "linear_probe"]
     lines = ["| steps · loss/ln C | " + " | ".join(f"{d} {s}" for d, s in cols) + " |", "|---|" + "---:|" * len(cols)]
     lines.append("| labelled images | " + " | ".join(f"{int(b.loc[(d, s)].labelled.max()):,}" for d, s in cols) + " |")
-    for label in labels:
-        cells = []
-        for d, s in cols:
-            if (d, s, label) not in b.index:
-                cells.append("–")
-                continue
-            r = b.loc[(d, s, label)]
-            cells.append(f"{r.steps:.0f} · {r['loss / ln C']:.2f}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += _rows(b, cols, labels, lambda r, col: f"{r.steps:.0f} · {r['loss / ln C']:.2f}")
     return "\n".join(lines) + "\n"
 
 
