@@ -19,7 +19,6 @@ import torch
 from ftlib import hyper
 from ftlib.backbones import DEFAULT_BACKBONE, load_backbone
 from ftlib.datasets import load_dataset
-from ftlib.runs import param_groups
 from ftlib.strategies import trainable_parameters
 from ftlib.train import fit
 
@@ -61,7 +60,7 @@ def ftlib_fit(bb, ds, strategy, epochs: int, amp: bool = True, channels_last: bo
         p.requires_grad_(False)
     for _, p, _ in trainable_parameters(bb, strategy):
         p.requires_grad_(True)
-    groups = param_groups(bb, strategy, hyper.learning_rate(strategy.name, batch))
+    groups = strategy.param_groups(bb, strategy.learning_rate(batch))
     start = time.perf_counter()
     hist = fit(bb.model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=epochs, batch_size=batch,
                seed=SEED, bn=strategy.bn, amp=amp, channels_last=channels_last, progress=False,

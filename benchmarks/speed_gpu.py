@@ -15,6 +15,7 @@ import torch
 
 from ftlib.errors import FtlibError
 from ftlib.strategies import Full
+from ftlib.train import PeakMemory
 
 from .common import BACKBONE, benchmark_dataset, build, ftlib_fit, log, machine
 
@@ -50,9 +51,10 @@ def gpu_throughput(tiny: bool, device: str = "cuda") -> tuple:
             for mode, amp, cl in GPU_MODES:
                 bb = build(len(ds.classes), name, pretrained=False, device=device)
                 ftlib_fit(bb, ds, Full(), 1, amp, cl, batch, min_epoch_images=4 * batch)  # warm-up
-                secs, n, hist = ftlib_fit(bb, ds, Full(), 1, amp, cl, batch, min_epoch_images=images)
+                with PeakMemory(torch.device(device)) as meter:
+                    secs, n, _ = ftlib_fit(bb, ds, Full(), 1, amp, cl, batch, min_epoch_images=images)
                 row[f"{mode}_images_per_s"] = n / secs
-                row[f"{mode}_peak_mem_mb"] = hist.peak_mem_mb
+                row[f"{mode}_peak_mem_mb"] = meter.mb
                 log(f"    GPU {name} batch {batch} {mode}: {n / secs:.0f} train images/s")
                 del bb
                 if cuda:

@@ -6,7 +6,10 @@ parameter exactly once.
 """
 from __future__ import annotations
 
+import os
 import re
+import socket
+import threading
 from dataclasses import dataclass
 
 from torch import nn
@@ -60,6 +63,46 @@ class Block(nn.Module):
             self.register_parameter(k.replace(".", "__"), p)
 
 
+HUB_PROBE_SECONDS = 1.0  # how long a connect to the Hub may take before ftlib treats the machine as offline
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether the Hugging Face Hub (``$HF_ENDPOINT``, else huggingface.co) accepts a TCP connection in ``timeout`` s.
+
+    Name resolution runs in a thread, so a resolver that hangs counts as offline too.
+    """
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    name, _, port = host.partition(":")
+    ok = []
+
+    def connect():
+        try:
+            socket.create_connection((name, int(port or 443)), timeout=timeout).close()
+            ok.append(True)
+        except (OSError, ValueError):
+            pass
+
+    t = threading.Thread(target=connect, daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    return bool(ok)
+
+
+def _hub_offline() -> None:
+    """Hub offline mode: weights come from the local cache or fail at once, instead of after minutes of retries."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import huggingface_hub.constants as hub
+
+        hub.HF_HUB_OFFLINE = True  # read at import time: set the imported value too
+    except ImportError:
+        pass
+
+
+def _offline_note() -> str:
+    return f"offline weights exist for {', '.join('timm/' + m for m in PACKAGED)}; or use pretrained=False"
+
+
 def _timm(model_name: str, pretrained: bool):
     import timm
 
@@ -70,13 +113,16 @@ def _timm(model_name: str, pretrained: bool):
         if pretrained:
             load_packaged_weights(model, model_name)
     else:
+        offline = pretrained and (os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or not hub_reachable())
+        if offline:
+            _hub_offline()
         try:
             model = timm.create_model(model_name, pretrained=pretrained)
         except Exception as e:  # network or hub errors: say what works offline
-            raise FtlibError(
-                f"could not fetch pretrained weights for timm/{model_name} ({type(e).__name__}: {e}); "
-                f"offline weights exist for {', '.join('timm/' + m for m in PACKAGED)}; or use pretrained=False"
-            ) from e
+            why = "the Hugging Face Hub is not reachable and they are not in its local cache" if offline else \
+                f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            raise FtlibError(f"could not fetch pretrained weights for timm/{model_name} ({why}); "
+                             f"{_offline_note()}") from None
     cfg = model.pretrained_cfg
     head = _module_name(model, model.get_classifier())
     return model, tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg["input_size"][-1]), head
@@ -94,8 +140,7 @@ def _torchvision(model_name: str, pretrained: bool):
     except Exception as e:
         raise FtlibError(
             f"could not fetch torchvision weights {weights} for {model_name} ({type(e).__name__}: {e}); they are "
-            f"cached in $TORCH_HOME once downloaded; offline weights exist for "
-            f"{', '.join('timm/' + m for m in PACKAGED)}; or use pretrained=False"
+            f"cached in $TORCH_HOME once downloaded; {_offline_note()}"
         ) from e
     tf = weights.transforms()
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]

@@ -7,26 +7,32 @@ workers, a Ray cluster) is the executor's job (``ftlib.executors``).
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from pathlib import Path
 
 from .backbones import DEFAULT_BACKBONE, load_backbone
-from .datasets import DATASETS, check_resolution, clear_memory, load_dataset
-from .errors import FtlibError, unknown
+from .datasets import clear_memory, load_dataset
+from .errors import FtlibError
 from .executors import LocalExecutor
-from .paths import CLONE_ROOT, clean_stale_tmp, data_root, writable_dir
-from .profiles import get_profile
+from .paths import clean_stale_tmp, data_root, writable_dir
+from .profiles import get_profile, strategies_at
 from .report import summary_table, to_markdown
 from .summary import write_summary
 from .runs import RunConfig
+from .sources import check_outside
 from .splits import parse_shots
 from .store import FAILED, ResultStore
 from .strategies import parse_strategy
 
+_LOG = logging.getLogger(__name__)
+
 
 def grid(profile: str = "cpu", datasets=None, backbone: str = DEFAULT_BACKBONE, strategies=None, shots=None,
-         seeds=None, resolution: int | None = None, epochs: int | None = None) -> list:
+         seeds=None, resolution: int | None = None, epochs: int | None = None, passes: float | None = None) -> list:
     """The run configs of a benchmark: datasets x shots x seeds x strategies (profile defaults for None).
+
+    ``passes`` (over the labelled images) replaces the profile's schedule; ``epochs`` fixes ``fit``'s epochs.
 
     Example:
         >>> len(grid("smoke"))
@@ -34,32 +40,29 @@ def grid(profile: str = "cpu", datasets=None, backbone: str = DEFAULT_BACKBONE, 
     """
     prof = get_profile(profile)
     datasets = list(prof.datasets if datasets is None else datasets)
-    strategies = [parse_strategy(s) if isinstance(s, str) else s
-                  for s in (prof.strategies if strategies is None else strategies)]
+    parse = lambda names: [parse_strategy(s) if isinstance(s, str) else s for s in names]  # noqa: E731
+    chosen = None if strategies is None else parse(strategies)
+    if chosen is not None and not chosen:
+        raise FtlibError("empty list of strategies")
     seeds = list(prof.seeds if seeds is None else seeds)
-    for what, items in (("datasets", datasets), ("strategies", strategies), ("seeds", seeds)):
+    for what, items in (("datasets", datasets), ("seeds", seeds)):
         if not items:
             raise FtlibError(f"empty list of {what}")
-    for d in datasets:
-        if d not in DATASETS and not str(d).startswith("imagefolder:"):
-            raise unknown("dataset", d, [*DATASETS, "imagefolder:<path>"])
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise FtlibError(f"seeds must be integers >= 0, got {s!r}")
-    if resolution is not None:
-        check_resolution(resolution)
-    configs = []
+    # every value is checked once, by RunConfig itself
+    configs, extra = [], ({} if passes is None else {"passes": float(passes)})
     for d in datasets:
         regimes = [parse_shots(k) for k in (prof.shots.get(d, (10, "all")) if shots is None else shots)]
         if not regimes:
             raise FtlibError("empty list of shots")
-        res = resolution or prof.resolution.get(d) or load_backbone(backbone, pretrained=False).input_size
-        for k, seed, strat in itertools.product(regimes, seeds, strategies):
-            configs.append(RunConfig(
-                dataset=d, backbone=backbone, strategy=strat, shots=k, seed=seed, resolution=res,
-                epochs=epochs or prof.epochs, max_test_per_class=prof.max_test_per_class.get(d),
-                min_steps=prof.min_steps, max_steps=prof.max_steps, val_per_class=prof.val_per_class,
-                profile=prof.name))
+        res = resolution if resolution is not None else \
+            (prof.resolution.get(d) or load_backbone(backbone, pretrained=False).input_size)
+        for k, seed in itertools.product(regimes, seeds):
+            for strat in chosen if chosen is not None else parse(strategies_at(prof, k)):
+                configs.append(RunConfig(
+                    dataset=d, backbone=backbone, strategy=strat, shots=k, seed=seed, resolution=res,
+                    epochs=epochs or prof.epochs, max_test_per_class=prof.max_test_per_class.get(d),
+                    min_steps=prof.min_steps, max_seconds=prof.max_seconds, val_per_class=prof.val_per_class,
+                    profile=prof.name, **extra))
     return configs
 
 
@@ -84,18 +87,25 @@ def default_out(profile: str) -> Path:
 
 
 def default_store(profile: str) -> Path:
-    """Where notebooks load-else-run: in a clone the committed ``results/`` store for ``cpu``, else
-    ``<cache root>/results/notebooks-<profile>``.
+    """Where ``load_or_run`` stores runs when given no ``out``: ``<cache root>/results/notebooks-<profile>``.
 
-    In the cpu profile the notebooks reuse the benchmark's finished runs, and the runs only
-    they need are added beside them; the README's headline selects the main grid's run ids.
+    Never the committed ``results/`` store: a caller that means to read and extend it names it,
+    ``load_or_run(configs, out=ftlib.paths.CLONE_ROOT / "results")``.
     """
-    if profile == "cpu" and CLONE_ROOT:
-        return CLONE_ROOT / "results"
     return data_root() / "results" / f"notebooks-{profile}"
 
 
-def bench(configs: list, out, progress: bool = True, log=print, jobs: int = 1, executor=None) -> ResultStore:
+def notebook_store(profile: str | None = None) -> Path:
+    """The store the notebooks read and extend: in a clone, in the ``cpu`` profile, the committed ``results/``
+    (the main grid's runs are read, not retrained, and the notebooks' own runs are kept beside them);
+    otherwise ``default_store(profile)``. Notebooks pass it explicitly: ``load_or_run(configs, out=...)``."""
+    from .paths import CLONE_ROOT
+
+    profile = profile or notebook_profile()
+    return CLONE_ROOT / "results" if profile == "cpu" and CLONE_ROOT else default_store(profile)
+
+
+def bench(configs: list, out, progress: bool = True, log=_LOG.info, jobs: int = 1, executor=None) -> ResultStore:
     """Run every config not yet in the store at ``out``; write the summary; return the store.
 
     ``executor`` says where runs execute (``ftlib.executors``): by default in this process, or in
@@ -105,9 +115,16 @@ def bench(configs: list, out, progress: bool = True, log=print, jobs: int = 1, e
     then waits for it at the end and trains it only if the other process did not store it.
     """
     executor = executor or LocalExecutor(jobs)
+    check_outside(out, {c.dataset for c in configs})  # its plots would become images of a class named after it
     store = ResultStore(writable_dir(out, "choose a writable results folder with --out"))
     clean_stale_tmp(store.path)  # what a killed write of results.csv left behind
+    store.check_profile({c.profile for c in configs})  # one --out, one profile: cells never mix budgets
     check(configs)
+    stale = store.retire_changed({c.dataset: c.folder()["folder_fingerprint"] for c in configs if c.folder()})
+    if stale:
+        log(f"[ftlib] {stale} stored runs were trained on other files than their image folder holds now (images "
+            "added, removed or changed, or another folder of that name): kept in results.csv as 'stale', left out "
+            "of the tables, and trained anew")
     todo = [c for c in configs if not store.has(c.run_id())]
     log(f"[ftlib] {len(configs)} runs in the grid, {len(configs) - len(todo)} already in {store.path}, "
         f"{len(todo)} to run" + (executor.where() if todo else ""))
@@ -161,7 +178,8 @@ def _line(i: int, n: int, cfg: RunConfig, rec: dict, elapsed: float) -> str:
     what = f"[ftlib] {i}/{n} {cfg.dataset} shots={cfg.shots} seed={cfg.seed} {cfg.strategy.label}: "
     if rec["status"] == FAILED:
         return what + f"failed: {rec['error']} ({elapsed:.0f}s elapsed)"
-    return what + (f"{rec['status']} test_acc={rec['test_acc']:.3f} ({rec['train_seconds']:.0f}s; "
+    capped = " UNDER-TRAINED: the time budget cut its schedule short, not a result;" if rec.get("time_capped") else ""
+    return what + (f"{rec['status']}{capped} test_acc={rec['test_acc']:.3f} ({rec['train_seconds']:.0f}s; "
                    f"{elapsed:.0f}s elapsed)")
 
 
@@ -175,8 +193,10 @@ def notebook_profile() -> str:
 def load_or_run(configs: list, out=None, progress: bool = False):
     """Load-else-run for notebooks: run only the configs missing from the store, return their rows.
 
-    Returns ``(df, sidecar)``: the results DataFrame restricted to ``configs`` (in the store's
-    column layout) and the curves / block distances keyed by run id.
+    ``out`` is the store; without it, ``default_store(notebook_profile())``, outside the committed
+    ``results/`` (name that one explicitly to read and extend it). Returns ``(df, sidecar)``: the
+    results DataFrame restricted to ``configs`` (in the store's column layout) and the curves /
+    block distances keyed by run id.
 
     Example:
         >>> df, side = load_or_run(grid("smoke", datasets=["hymenoptera"]))  # doctest: +SKIP
@@ -192,7 +212,7 @@ def load_or_run(configs: list, out=None, progress: bool = False):
     return df, {k: v for k, v in side.items() if k in ids}
 
 
-def report(store: ResultStore, log=print) -> dict:
+def report(store: ResultStore, log=_LOG.info) -> dict:
     """Write ``summary.md`` and the PNGs; print the table and the paths."""
     paths = write_summary(store.path)
     df = store.frame()

@@ -115,33 +115,72 @@ def _read_checkpoint(path: Path) -> dict:
     return blob
 
 
+ACCEPTED = ("a path, a PIL image, a list of them, or a tensor [N, C, H, W] / [C, H, W] with C = 1 or 3: "
+            "uint8 in 0..255 or float in [0, 1]")
+
+
+def _tensor_as_uint8(x: torch.Tensor) -> torch.Tensor:
+    """A tensor batch as uint8 ``[N, C, H, W]``; floats in [0, 1] are scaled to 0..255, anything else is refused."""
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise FtlibError(f"predict got a tensor of shape {tuple(x.shape)}; it takes {ACCEPTED}")
+    if x.shape[1] not in (1, 3):
+        hint = (" (channels last? use x.permute(0, 3, 1, 2))" if x.shape[-1] in (1, 3, 4) else "")
+        hint += " (RGBA? drop or composite the alpha channel, or pass the PIL image)" if x.shape[1] == 4 else ""
+        raise FtlibError(f"predict got a tensor of shape {tuple(x.shape)}: {x.shape[1]} channels{hint}; "
+                         f"it takes {ACCEPTED}")
+    if x.dtype == torch.uint8:
+        return x
+    if x.is_floating_point():
+        lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
+        if not (0.0 <= lo and hi <= 1.0):  # NaN fails too
+            raise FtlibError(f"predict got a float tensor with values from {lo:g} to {hi:g}; float images must be in "
+                             "[0, 1] (not normalised: ftlib normalises itself), or pass uint8 in 0..255")
+        return (x.detach().cpu().float() * 255).round_().to(torch.uint8)
+    raise FtlibError(f"predict got a tensor of dtype {x.dtype}; it takes {ACCEPTED}")
+
+
 def _as_uint8(images, resolution: int) -> torch.Tensor:
-    """Paths, PIL images, or a uint8 ``[N, C, H, W]`` tensor -> uint8 batch at ``resolution``."""
+    """Paths, PIL images, or a uint8 (or [0, 1] float) tensor -> uint8 batch ``[N, C, H, W]`` at ``resolution``."""
     if isinstance(images, torch.Tensor):
-        return images if images.ndim == 4 else images[None]
+        return _tensor_as_uint8(images)
     from .sources import _decode, center_crop
 
     out = []
     for im in images:
-        arr = center_crop(im, resolution) if isinstance(im, Image.Image) else _decode(Path(im), resolution)
-        if arr is None:
-            raise FtlibError(f"cannot read image {im}")
+        if isinstance(im, Image.Image):
+            arr = center_crop(im, resolution)
+        elif isinstance(im, (str, Path)):
+            arr = _decode(Path(im), resolution)
+            if arr is None:
+                raise FtlibError(f"cannot read image {im}")
+        else:
+            raise FtlibError(f"predict got a list holding a {type(im).__name__}; it takes {ACCEPTED}")
         out.append(torch.from_numpy(np.array(arr)).permute(2, 0, 1))  # a writable copy
     return torch.stack(out)
 
 
 def predict(model: FineTuned, images, top: int = 1):
-    """Class names and probabilities for images (a path, a list of paths or PIL images, or a uint8 batch).
+    """Class names and probabilities for images (a path, a list of paths or PIL images, or an image tensor).
 
-    Returns a list with, per image, ``[(class_name, probability), ...]`` (``top`` best).
+    A tensor is ``[N, C, H, W]`` or ``[C, H, W]`` with 1 or 3 channels, uint8 in 0..255 or float in
+    [0, 1]. Returns a list with, per image, ``[(class_name, probability), ...]`` (``top`` best).
 
     Example:
         >>> ft = load_finetuned("data/models/ants.pt")  # doctest: +SKIP
         >>> predict(ft, ["bee.jpg"])  # doctest: +SKIP
         [[('bees', 0.97)]]
     """
-    if isinstance(images, (str, Path)):  # one file
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise FtlibError(f"top must be an integer >= 1 (how many best classes to return), got {top!r}")
+    if isinstance(images, (str, Path, Image.Image)):  # one image
         images = [images]
+    if not isinstance(images, (torch.Tensor, list, tuple)):
+        hint = " (give list(...) of it)" if hasattr(images, "__iter__") and not hasattr(images, "shape") else \
+            (" (a numpy array: torch.from_numpy(a).permute(2, 0, 1) for one HWC image)" if hasattr(images, "shape")
+             else "")
+        raise FtlibError(f"predict got a {type(images).__name__}{hint}; it takes {ACCEPTED}")
     if not isinstance(images, torch.Tensor) and len(images) == 0:
         raise FtlibError("predict needs at least one image (a path, a list of paths or PIL images, or a uint8 "
                          "tensor); got an empty list")
@@ -150,7 +189,7 @@ def predict(model: FineTuned, images, top: int = 1):
     batch = _as_uint8(images, model.resolution)
 
     probs = torch.softmax(predict_logits(model.model, _Wrap(batch, model.resolution), model.mean, model.std), 1)
-    best = probs.topk(min(top, probs.shape[1]), dim=1)
+    best = probs.topk(min(int(top), probs.shape[1]), dim=1)
     return [[(model.classes[i], float(p)) for p, i in zip(ps, ix)] for ps, ix in zip(best.values, best.indices)]
 
 
@@ -162,3 +201,54 @@ class _Wrap:
 
     def __len__(self):
         return len(self.images)
+
+
+def image_files(paths) -> tuple:
+    """Files to classify: a file as given; a folder searched recursively for image files (sorted; hidden
+    names, such as macOS's ``._photo.jpg``, skipped).
+
+    Returns ``(files, missing)``: the files found, and the given paths that do not exist.
+    """
+    from .sources import IMAGE_EXTS
+
+    files, missing = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and not f.is_dir()
+                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        elif p.exists():
+            files.append(p)
+        else:
+            missing.append(p)
+    return files, missing
+
+
+def predict_files(model: FineTuned, paths, top: int = 1, batch: int = 64) -> tuple:
+    """Classify image files and folders (searched recursively); skip what cannot be read.
+
+    Returns ``(rows, skipped)``: per readable image ``{"path", "top": [(class, probability), ...]}``
+    in input order, and ``[(path, why), ...]`` for each file that could not be read.
+
+    Example:
+        >>> rows, skipped = predict_files(load_finetuned("m/model.pt"), ["photos/"], top=2)  # doctest: +SKIP
+        >>> rows[0]["path"], rows[0]["top"]  # doctest: +SKIP
+        ('photos/a.jpg', [('bees', 0.93), ('ants', 0.07)])
+    """
+    from .sources import _decode
+
+    files, missing = image_files(paths)
+    skipped = [(str(p), "no such file or folder") for p in missing]
+    rows = []
+    for i in range(0, len(files), batch):
+        arrays, names = [], []
+        for f in files[i: i + batch]:
+            arr = _decode(f, model.resolution)
+            if arr is None:
+                skipped.append((str(f), "not a readable image"))
+            else:
+                arrays.append(torch.from_numpy(np.array(arr)).permute(2, 0, 1))
+                names.append(str(f))
+        if arrays:
+            for name, best in zip(names, predict(model, torch.stack(arrays), top=top)):
+                rows.append({"path": name, "top": best})
+    return rows, skipped

@@ -102,10 +102,11 @@ def decode(name: str, resolution: int) -> Decoded:
     tag = hashlib.sha1(f"{name}|{src.fingerprint}".encode(errors="surrogateescape")).hexdigest()[:12]
     safe = name.replace(":", "_").replace("/", "_").strip("_")[-40:]
     path = sources.cache_path(f"{safe}-{resolution}px-{tag}.pt")
-    blob = verified_load(path, weights_only=False)  # None when missing or damaged
+    blob = verified_load(path)  # None when missing or damaged; tensors and plain lists only, never code
     if blob is None:
         images, labels, classes, role = src.read(resolution)
-        blob = {"images": images, "labels": labels, "classes": classes, "role": role}
+        blob = {"images": images, "labels": labels, "classes": [str(c) for c in classes],
+                "role": [str(r) for r in role]}
         atomic_save(blob, path)
     dec = Decoded(blob["images"], blob["labels"], list(blob["classes"]), np.asarray(blob["role"]), src.fingerprint,
                   getattr(src, "origin", "folder"))
@@ -128,7 +129,8 @@ def clear_memory() -> None:
 
 
 def load_dataset(name: str, shots="all", seed: int = 0, resolution: int | None = None,
-                 max_test_per_class: int | None = None, val_per_class: int = 0) -> SplitDataset:
+                 max_test_per_class: int | None = None, val_per_class: int = 0,
+                 test_fraction: float | None = None) -> SplitDataset:
     """Load a dataset with a seeded, stratified split.
 
     Args:
@@ -141,6 +143,8 @@ def load_dataset(name: str, shots="all", seed: int = 0, resolution: int | None =
             same for every seed) to make evaluation cheaper; None keeps the whole test split.
         val_per_class: labelled val images per class, carved before the k shots (default 0: none;
             a k-shot run then reads exactly k labelled images per class).
+        test_fraction: None keeps the dataset's own test split (or its fixed 20% carve); a number F
+            carves a fixed F of each class from all its images instead; 0 leaves no test split.
 
     Example:
         >>> ds = load_dataset("hymenoptera", shots=5, seed=0, resolution=64)
@@ -155,7 +159,8 @@ def load_dataset(name: str, shots="all", seed: int = 0, resolution: int | None =
     check_resolution(resolution)
     dec = decode(name, resolution)
     idx = split_indices(dec.labels.numpy(), dec.role, dec.classes, shots=shots, seed=int(seed),
-                        max_test_per_class=max_test_per_class, val_per_class=val_per_class)
+                        max_test_per_class=max_test_per_class, val_per_class=val_per_class,
+                        test_fraction=test_fraction)
     source = f"{name}|{resolution}px|{dec.fingerprint}"
     parts = {k: ImageTensors(dec.images[v], dec.labels[v], dec.classes, resolution, v, source)
              for k, v in idx.items()}

@@ -17,11 +17,9 @@ import datetime
 import logging
 import multiprocessing
 import os
-import random
 import socket
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-import numpy as np
 import torch
 
 from .errors import FtlibError, unknown
@@ -37,15 +35,11 @@ RAY_MISSING = ("--executor ray needs Ray, which is not installed here: pip insta
 
 
 def execute(cfg: RunConfig, threads: int | None = None, device=None, progress: bool = False) -> dict:
-    """One run, in whatever process the executor chose: threads, seeds, then ``run``.
-
-    Python's and numpy's global generators are seeded from the config like torch's (``run``
-    seeds torch), so a worker that ran other configs before gives the same result as a fresh one.
+    """One run, in whatever process the executor chose: its thread count, then ``run`` (which seeds every
+    generator from the config, so a worker that ran other configs before gives the same result as a fresh one).
     """
     if threads:
         torch.set_num_threads(threads)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
     pids = os.environ.get(PIDS_ENV)
     if pids:
         with open(os.path.join(pids, f"{cfg.run_id()}.{os.getpid()}"), "w") as f:
@@ -152,6 +146,8 @@ class RayExecutor:
         self.address, self.cpus_per_run, self.gpus_per_run = address, cpus_per_run, float(gpus_per_run)
         self.max_retries, self.num_cpus = max_retries, num_cpus
         self.ray = import_ray()
+        if address:  # before any work: a wrong address is reported in seconds
+            check_reachable(address)
 
     def where(self) -> str:
         gpus = f", {self.gpus_per_run:g} GPU" if self.gpus_per_run else ""
@@ -190,6 +186,8 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         address = self.address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            check_reachable(address)  # Ray itself retries an address where nothing listens for minutes
         quiet = {"logging_level": logging.WARNING, "configure_logging": True}
         try:
             if address:
@@ -212,6 +210,35 @@ class RayExecutor:
             if need > have.get(what, 0):
                 raise FtlibError(f"{flag} {need:g} is more than the Ray cluster's {have.get(what, 0):g} {what}s; "
                                  f"choose {flag} <= {have.get(what, 0):g}")
+
+
+CONNECT_SECONDS = 5.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
+    """Refuse a Ray address (``host:port`` or ``ray://host:port``) where nothing accepts a TCP connection.
+
+    ``auto`` and ``local`` are left to Ray. Example:
+
+        >>> check_reachable("127.0.0.1:1", timeout=1)  # doctest: +SKIP
+        FtlibError: nothing answers at 127.0.0.1:1 (Connection refused) ...
+    """
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not sep or not host or not port.isdigit():
+        raise FtlibError(f"Ray address {address!r} is not host:port, ray://host:port or 'auto' "
+                         "(e.g. --address 10.0.0.5:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise FtlibError(f"nothing answers at {host}:{port} ({why}, within {timeout:g} s): check that the Ray head "
+                         "runs there (ray start --head on it) and the port, or leave --address out to start Ray "
+                         "on this machine") from None
 
 
 def _ray_task(cfg: RunConfig, threads: int, device: str) -> dict:

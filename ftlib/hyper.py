@@ -5,31 +5,21 @@ Every number has its source or the measurement behind it beside it. A strategy's
 """
 from __future__ import annotations
 
-# Body learning rate for SGD (Nesterov, momentum 0.9) at batch 32; the head gets
-# ``head_lr_mult`` times more. Li et al. (2018) use 0.005-0.02 at batch 64 for ResNet-101.
-# Chosen on val splits only, never test, with the val runs kept out of every benchmark store:
-# - hymenoptera val (lite0, full, 15 epochs, seed 0): lr 0.01 -> best val 0.95 (128 px) with val swinging
-#   down to 0.70; 0.003 -> 0.975 and 0.001 -> 1.00 (160 px), both stable.
-# - CIFAR-10 val, 2026-12-02 (lite0, full, 10 shots, seed 100 -- not a benchmark seed -- 20 extra val images
-#   per class, 96 px, 42 steps, last epoch): lr 0.001 -> val 0.365 (final loss 0.56 ln C, under-trained);
-#   0.003 -> 0.425 (0.27 ln C); 0.01 -> 0.375 (0.13 ln C: fits the shots, loses on val). So 0.003.
-#   Command: RunConfig("cifar10", strategy=f"full:lr={lr}", shots=10, seed=100, resolution=96,
-#   min_steps=40, max_steps=40, val_per_class=20) through ftlib.run, one per lr.
-# The schedule (``train_steps``: 15 passes over the labelled set, 20-100 steps in the cpu profile) is the
-# shortest that brought full fine-tuning's final training loss under 0.35 ln C on CIFAR-10 at 64 px, its
-# hardest cell: 12 passes (91 steps, 25 shots, seed 0) ended at 0.33 ln C, too close to the line.
-BASE_LR = {
-    "partial": 0.003,
-    "full": 0.003,
-    "l2sp": 0.003,
-    "lp_ft": 0.001,  # Kumar et al. (2022): LP-FT fine-tunes from a good head at a smaller lr
-    "scratch": 0.03,  # random weights need a larger step (no pretrained features to protect)
-    "bitfit": 0.003,
-    "surgical": 0.003,
-}
-# The fixed schedule's defaults (a RunConfig's; each profile sets its own step range).
+# Base learning rates belong to the strategies (``Strategy.base_lr`` in ftlib/strategies.py, with the val runs
+# that chose them); this module only scales them.
+# The schedule (``train_steps``): PASSES passes over the labelled set at every data size, at least MIN_STEPS
+# optimiser steps, and no step cap: where a run must be bounded, the bound is a stated time budget
+# (``RunConfig.max_seconds``), and a run it cuts short is recorded as under-trained, never as a result.
+# Chosen on val splits (seed 100, 20 extra val images per class; experiments/data-size-schedule/):
+# - the 20-shot cells: 12 passes (91 steps, CIFAR-10 64 px, 25 shots) ended full fine-tuning at 0.33 ln C,
+#   too close to the 0.35 line; 15 passes brought every 5- and 20-shot cell under it.
+# - 100 shots per class (CIFAR-10, full, lr 0.003): 5 passes -> 0.55 ln C, 10 passes -> 0.40 ln C at 64 px
+#   (both under-trained), 15 passes -> 0.31 ln C at 48 px; lr 0.01 at 6 passes -> 0.62 ln C, so a larger step
+#   does not buy the missing passes. Steps therefore grow linearly with the data (BiT's rule also grows them
+#   with the dataset size), not a fixed count.
+# The schedule's defaults (a RunConfig's; a profile may set its own floor and time budget).
 PASSES = 15.0
-MIN_STEPS, MAX_STEPS = 40, 80
+MIN_STEPS = 20
 ADAMW_LR_SCALE = 0.1  # AdamW's per-parameter scaling wants ~10x smaller steps than SGD here
 BATCH_REFERENCE = 32
 
@@ -39,27 +29,36 @@ def batch_size(n_train: int, cap: int = 32) -> int:
     return max(2, min(cap, n_train))
 
 
-def learning_rate(strategy_name: str, batch: int, optimizer: str = "sgd") -> float:
-    """Linear scaling of the body lr with batch size (Goyal et al. 2017), per strategy.
+def learning_rate(base_lr: float, batch: int, optimizer: str = "sgd") -> float:
+    """Linear scaling of a strategy's base lr (at batch ``BATCH_REFERENCE``) with batch size (Goyal et al. 2017).
 
-    >>> learning_rate("full", 64)
+    >>> learning_rate(0.003, 64)
     0.006
     """
-    lr = BASE_LR.get(strategy_name, 0.01) * batch / BATCH_REFERENCE
+    lr = base_lr * batch / BATCH_REFERENCE
     return round(lr * (ADAMW_LR_SCALE if optimizer == "adamw" else 1.0), 8)
 
 
-def train_steps(n_train: int, lo: int = MIN_STEPS, hi: int = MAX_STEPS, passes: float = PASSES,
-                batch: int = BATCH_REFERENCE) -> int:
-    """Optimiser steps of a fixed schedule: ``passes`` passes over the labelled set, within [lo, hi].
+def train_steps(n_train: int, lo: int = MIN_STEPS, passes: float = PASSES, batch: int = BATCH_REFERENCE) -> int:
+    """Optimiser steps of the schedule: ``passes`` passes over the labelled set, at least ``lo``.
 
     BiT (Kolesnikov et al. 2020) fixes the schedule from the dataset size instead of selecting
     an epoch on a val split; so do we, so that a k-shot run needs no labels beyond its k per class.
+    The steps grow with the data; there is no step cap (a time budget bounds a run instead).
 
-    >>> train_steps(10, 20, 100), train_steps(500, 20, 100), train_steps(200, 20, 100)
-    (20, 100, 94)
+    >>> train_steps(10), train_steps(200), train_steps(1000)
+    (20, 94, 469)
     """
-    return int(min(hi, max(lo, round(passes * n_train / max(1, min(batch, n_train))))))
+    return int(max(lo, round(passes * n_train / max(1, min(batch, n_train)))))
+
+
+def passes_of(steps: int, batch: int, n_train: int) -> float:
+    """Passes over the labelled set that ``steps`` optimiser steps of ``batch`` images make.
+
+    >>> passes_of(469, 32, 1000)
+    15.01
+    """
+    return round(steps * min(batch, max(1, n_train)) / max(1, n_train), 2)
 
 
 MIN_EPOCH_IMAGES = 128  # fit's epoch shows at least this many images (several passes over a tiny train set)

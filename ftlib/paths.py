@@ -159,6 +159,17 @@ def _feed(h, obj) -> None:
         h.update(f"R{obj!r}|".encode("utf-8", "surrogateescape"))
 
 
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file under this process's umask (0644 under umask 022)."""
+    try:  # Linux names the umask without changing it
+        with open("/proc/self/status") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)  # elsewhere: read it by setting it, and put it straight back
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_save(obj, path: Path, checksum: bool = True, hint: str = NO_SPACE_HINT) -> None:
     """``torch.save`` to a unique temporary file beside ``path``, then rename it into place.
 
@@ -186,6 +197,7 @@ def atomic_save(obj, path: Path, checksum: bool = True, hint: str = NO_SPACE_HIN
         with os.fdopen(fd, "wb") as f:
             out = _Writer(f)
             torch.save(obj, out)
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; a saved file is as readable as open() makes it
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
@@ -217,15 +229,20 @@ def verified_load(path, **load_kwargs):
     """Read a file ``atomic_save`` wrote; None when it is missing, or damaged (then it is named in a
     warning and deleted, so the caller rebuilds it): never a half-written or altered cache entry.
 
-    ``load_kwargs`` go to ``torch.load`` (e.g. ``weights_only=True``).
+    Always ``torch.load(weights_only=True)``: a cache holds tensors and plain Python values only, so a
+    pickle planted at a cache path (anyone who can write a shared ``FTLIB_DATA``) runs no code; it is
+    refused as damaged. Other ``load_kwargs`` go to ``torch.load``.
     """
     import torch
 
     path = Path(path)
     if not path.is_file():
         return None
+    load_kwargs = {"map_location": "cpu", **load_kwargs, "weights_only": True}
     try:
-        blob = torch.load(path, **{"map_location": "cpu", **load_kwargs})
+        with warnings.catch_warnings():  # a foreign pickle makes torch warn first; the warning below names it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            blob = torch.load(path, **load_kwargs)
         if not isinstance(blob, dict) or "ftlib_cache" not in blob:
             problem = None  # not damaged, but unverifiable
         elif blob.get("ftlib_cache") != CACHE_FORMAT:

@@ -2,7 +2,7 @@
 
 ``df`` is ``ResultStore(path).frame()``; ``sidecar`` is ``ResultStore(path).sidecar()``. Filter
 ``df`` to one backbone and profile first (rows are grouped as in ``ftlib.report``). Each plot
-returns its Axes (a Figure when it has several panels) and draws into ``ax`` when given.
+returns its Figure and draws into ``ax`` when given.
 """
 from __future__ import annotations
 
@@ -44,29 +44,49 @@ def _panels(n: int, ax=None):
     return fig, list(axes.ravel())
 
 
-def plot_acc_vs_shots(df: pd.DataFrame, ax=None):
-    """Test accuracy against shots, one panel per dataset, one line per strategy_label.
+def per_class(df: pd.DataFrame) -> pd.Series:
+    """Labelled training images per class of each row: the shots, or for ``shots=all`` the mean class size.
 
-    x is categorical (shots ascending, "all" last); error bars are the std over seeds.
-    Returns the Figure; ``ax`` may be an array of Axes, one per dataset.
+    >>> per_class(pd.DataFrame({"shots": [5, "all"], "n_train": [10, 244], "num_classes": [2, 2]})).tolist()
+    [5.0, 122.0]
+    """
+    def one(row):
+        s = str(row["shots"])
+        return float(s) if s.isdigit() else float(row["n_train"]) / float(row["num_classes"])
+    return df.apply(one, axis=1) if len(df) else pd.Series(dtype=float)
+
+
+def plot_acc_vs_shots(df: pd.DataFrame, ax=None):
+    """Test accuracy against labelled images per class, one panel per dataset, one line per strategy_label.
+
+    x is logarithmic ("all" sits at its mean images per class); error bars are the standard error of
+    the mean over seeds (std / sqrt(seeds)). Returns the Figure; ``ax`` may be an array of Axes, one
+    per dataset.
 
     Example:
         >>> fig = plot_acc_vs_shots(ResultStore("results/demo").frame())  # doctest: +SKIP
     """
-    table, colours = summary_table(finished(df), formatted=False).reset_index(), _colours(finished(df))
+    ok = finished(df)
+    table, colours = summary_table(ok, formatted=False).reset_index(), _colours(ok)
+    sizes = {}
+    if len(ok):
+        sizes = per_class(ok).groupby([ok["dataset"], ok["shots"].map(str)]).mean().to_dict()
     datasets = list(dict.fromkeys(table["dataset"]))
     fig, axes = _panels(max(1, len(datasets)), ax)
     if not datasets:
         _no_runs(axes[0])
     for a, dataset in zip(axes, datasets):
         sub = table[table["dataset"] == dataset]
-        ticks = list(dict.fromkeys(sub["shots"]))  # summary_table already sorts "all" last
         for label, colour in colours.items():
             if len(line := sub[sub["strategy_label"] == label]):
-                a.errorbar([ticks.index(s) for s in line["shots"]], line["test_acc_mean"], color=colour,
-                           yerr=line["test_acc_std"].fillna(0.0), marker="o", capsize=3, label=label)
-        a.set_xticks(range(len(ticks)), [str(s) for s in ticks])
-        a.set(title=dataset, xlabel="shots per class", ylabel="test accuracy")
+                x = [sizes[(dataset, str(s))] for s in line["shots"]]
+                se = (line["test_acc_std"] / np.sqrt(line["n_seeds"].clip(lower=1))).fillna(0.0)
+                a.errorbar(x, line["test_acc_mean"], yerr=se, color=colour, marker="o", capsize=3, label=label)
+        ticks = sorted({sizes[(dataset, str(s))] for s in sub["shots"]})
+        a.set_xscale("log")
+        a.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
+        a.minorticks_off()
+        a.set(title=dataset, xlabel="labelled images per class", ylabel="test accuracy (mean ± SE)")
         a.grid(alpha=0.3)
         a.legend(fontsize="small")
     return fig
@@ -76,16 +96,16 @@ def plot_acc_vs_time(df: pd.DataFrame, ax=None):
     """Mean test accuracy against mean training time, one point per dataset × shots × strategy.
 
     Colour is the strategy_label, marker the dataset; x is log-scaled because strategies
-    differ in cost by orders of magnitude. Returns the Axes.
+    differ in cost by orders of magnitude. Returns the Figure.
 
     Example:
-        >>> ax = plot_acc_vs_time(ResultStore("results/demo").frame())  # doctest: +SKIP
+        >>> fig = plot_acc_vs_time(ResultStore("results/demo").frame())  # doctest: +SKIP
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
     table = summary_table(finished(df), formatted=False).reset_index()
     if not len(table):
-        return _no_runs(ax)
+        return _no_runs(ax).figure
     markers = dict(zip(dict.fromkeys(table["dataset"]), "osD^vP*X"))
     for label, colour in _colours(finished(df)).items():
         sub = table[table["strategy_label"] == label]
@@ -99,18 +119,18 @@ def plot_acc_vs_time(df: pd.DataFrame, ax=None):
     ax.set(xlabel="training time (s, mean over seeds)", ylabel="test accuracy (mean)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
-    return ax
+    return ax.figure
 
 
 def plot_block_distance(df: pd.DataFrame, sidecar: dict, ax=None):
     """Mean relative weight distance ||w - w0|| / ||w0|| per block, one line per strategy_label.
 
     Blocks run stem -> head in the order the records store them. y is log-scaled, so a
-    frozen block (distance exactly 0) leaves a gap in its line. Returns the Axes.
+    frozen block (distance exactly 0) leaves a gap in its line. Returns the Figure.
 
     Example:
         >>> store = ResultStore("results/demo")  # doctest: +SKIP
-        >>> ax = plot_block_distance(store.frame(), store.sidecar())  # doctest: +SKIP
+        >>> fig = plot_block_distance(store.frame(), store.sidecar())  # doctest: +SKIP
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
@@ -123,7 +143,7 @@ def plot_block_distance(df: pd.DataFrame, sidecar: dict, ax=None):
             per_label[label] = dists
             blocks.update(dict.fromkeys(b for d in dists for b in d))  # keeps stem -> head order
     if not per_label:
-        return _no_runs(ax, "runs with block distances")
+        return _no_runs(ax, "runs with block distances").figure
     x = np.arange(len(blocks))
     for label, dists in per_label.items():
         mean = np.nanmean([[d.get(b, np.nan) for b in blocks] for d in dists], axis=0)
@@ -133,7 +153,7 @@ def plot_block_distance(df: pd.DataFrame, sidecar: dict, ax=None):
     ax.set(xlabel="block (stem → head)", ylabel="relative distance ||w−w0||/||w0||")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
-    return ax
+    return ax.figure
 
 
 def plot_learning_curves(df: pd.DataFrame, sidecar: dict, ax=None, max_panels: int = 6):

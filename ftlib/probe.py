@@ -30,6 +30,7 @@ from .train import EVAL_BATCH, autocast, device_of
 
 PROBE_SOLVER = "cosine-ncm-or-lbfgs-cv-1se-v6"  # part of the memo key: bump when the solver changes
 CV_FOLDS = 5
+MEMO_FORMAT = 2  # the memo file's layout: tensors and plain lists (read with weights_only=True)
 
 
 @torch.inference_mode()
@@ -185,14 +186,16 @@ def fit_logistic(train_x, train_y, val_x, val_y, c_grid, num_classes: int):
     """
     arrays = [np.ascontiguousarray(a) for a in (train_x, train_y, val_x, val_y)]
     key = hashlib.sha1(b"".join(a.tobytes() for a in arrays)
-                       + repr((sorted(c_grid), num_classes, PROBE_SOLVER)).encode()).hexdigest()[:20]
+                       + repr((sorted(c_grid), num_classes, PROBE_SOLVER, MEMO_FORMAT)).encode()).hexdigest()[:20]
     memo = cache_dir("cache", "probes") / f"{key}.pt"
-    blob = verified_load(memo, weights_only=False)
+    blob = verified_load(memo)  # tensors and plain lists only (weights_only=True): a planted pickle runs nothing
     if blob is not None:
         return blob["weight"], blob["bias"], pd.DataFrame(blob["path"]), blob["selection"]
     weight, bias, path, selection = select_and_fit(*arrays, c_grid, num_classes)
     weight, bias = torch.tensor(weight, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32)
-    atomic_save({"weight": weight, "bias": bias, "path": path.to_dict("list"), "selection": selection}, memo)
+    plain = {"C": [float(c) for c in path.C], "score": [float(v) for v in path.score],
+             "chosen": [bool(v) for v in path.chosen]}
+    atomic_save({"weight": weight, "bias": bias, "path": plain, "selection": str(selection)}, memo)
     return weight, bias, path, selection
 
 

@@ -13,13 +13,13 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .strategies import order_of
+
 
 KEYS = ["dataset", "shots", "strategy_label"]
-# Table and legend order: from least to most adapted weights, as the tutorials present them.
-STRATEGY_ORDER = ["scratch", "linear_probe", "partial", "l2sp", "lp_ft", "full"]
 # Config columns that must agree inside one table cell; a mix means df was not filtered.
 SAME_WITHIN_GROUP = ["backbone", "profile", "resolution", "epochs", "data_source"]  # data_source: never mix copies
-NUMERIC_COLUMNS = ["n_seeds", "diverged", "test_acc_mean", "test_acc_std", "val_acc_mean",
+NUMERIC_COLUMNS = ["n_seeds", "diverged", "under_trained", "test_acc_mean", "test_acc_std", "val_acc_mean",
                    "train_seconds", "trainable_params", "peak_mem_mb"]
 
 
@@ -30,18 +30,32 @@ def _shots_key(shots) -> tuple:
 
 
 def strategy_key(strategy, label) -> tuple:
-    rank = STRATEGY_ORDER.index(strategy) if strategy in STRATEGY_ORDER else len(STRATEGY_ORDER)
-    return rank, str(label)
+    """Table and legend order: the strategy's own ``order`` (least to most adapted weights), then its label."""
+    return order_of(str(strategy)), str(label)
 
 
 def finished(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"] if "status" in df else df
 
 
+def time_capped(df: pd.DataFrame) -> pd.Series:
+    """Rows whose schedule a time budget shortened: under-trained, never a result of their strategy."""
+    if "time_capped" not in df:
+        return pd.Series(False, index=df.index)
+    return df["time_capped"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
+
+
+def results(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are results: finished, and trained for their whole schedule."""
+    ok = finished(df)
+    return ok[~time_capped(ok)]
+
+
 def summary_table(df: pd.DataFrame, formatted: bool = True) -> pd.DataFrame:
     """One row per (dataset, shots, strategy_label): mean ± std of test accuracy over seeds.
 
-    Only ``status == "ok"`` runs count toward means; ``diverged`` counts the others.
+    Only ``status == "ok"`` runs trained for their whole schedule count toward means; ``diverged``
+    counts the failed ones, ``under_trained`` those a time budget cut short (never averaged).
     Std uses ddof=1 (sample std over seeds) and is NaN for a single seed.
 
     Args:
@@ -86,7 +100,8 @@ def _summarise(grp: pd.DataFrame) -> dict:
         first = grp.iloc[0]
         warnings.warn(f"{first['dataset']}/shots={first['shots']}/{first['strategy_label']} mixes "
                       f"several {', '.join(mixed)}; filter df before summarising", stacklevel=3)
-    ok = finished(grp)
+    done = finished(grp)
+    ok = results(grp)
 
     def col(name):  # the mean of no runs and the std of one run are NaN, as wanted
         return pd.to_numeric(ok[name]) if name in ok else pd.Series(dtype=float)
@@ -94,7 +109,7 @@ def _summarise(grp: pd.DataFrame) -> dict:
     # Trainable parameters are a property of the config, so diverged runs tell it too.
     params = grp["trainable_params"].dropna() if "trainable_params" in grp else []
     return {
-        "n_seeds": len(ok), "diverged": len(grp) - len(ok),
+        "n_seeds": len(ok), "diverged": len(grp) - len(done), "under_trained": len(done) - len(ok),
         "test_acc_mean": float(col("test_acc").mean()),
         "test_acc_std": float(col("test_acc").std(ddof=1)),
         "val_acc_mean": float(col("val_acc").mean()),
@@ -104,6 +119,7 @@ def _summarise(grp: pd.DataFrame) -> dict:
     }
 
 
+BUDGET_COLUMNS = ["labelled", "steps", "passes", "loss / ln C", "worst seed", "train acc", "epoch kept", "trains"]
 LOSS_CRITERION = 0.35  # a gradient-trained run "trains" when its final training loss is <= 0.35 ln C
 
 
@@ -111,9 +127,11 @@ def budget_table(df: pd.DataFrame) -> pd.DataFrame:
     """What each cell's runs were given and how far they trained, to read every accuracy in its light.
 
     One row per (dataset, shots, strategy_label): labelled images per run (train + val, every label
-    a run reads), optimiser steps, final training loss as a fraction of ln C (chance level; mean
-    over seeds and the worst seed), the selected epoch / epochs, and whether the cell trains (mean
-    final loss <= ``LOSS_CRITERION`` ln C; the probe is closed-form and scratch is exempt).
+    a run reads), optimiser steps, passes over the training images, final training loss as a
+    fraction of ln C (chance level; mean over seeds and the worst seed), accuracy on the unaugmented
+    training images, the selected epoch / epochs, and whether the cell trains (mean final loss <=
+    ``LOSS_CRITERION`` ln C and no run cut short by a time budget; the probe is closed-form and
+    scratch is exempt from the loss line).
 
     Example:
         >>> df = pd.DataFrame({"dataset": "toy", "shots": 5, "strategy": "full", "strategy_label": "full",
@@ -131,7 +149,10 @@ def budget_table(df: pd.DataFrame) -> pd.DataFrame:
         n_classes = num("num_classes").max()
         frac = num("final_train_loss") / math.log(n_classes) if n_classes and n_classes > 1 else num("final_train_loss") * np.nan
         closed = strategy == "linear_probe"
-        if closed:
+        capped = int(time_capped(grp).sum())
+        if capped:
+            verdict = f"NO: {capped} cut by the time budget"
+        elif closed:
             verdict = "closed form"
         elif strategy == "scratch":
             verdict = "exempt"
@@ -142,13 +163,15 @@ def budget_table(df: pd.DataFrame) -> pd.DataFrame:
         rows[order] = ((dataset, int(shots) if shots.isdigit() else shots, label), {
             "labelled": int(num("n_labelled").max()) if num("n_labelled").notna().any() else math.nan,
             "steps": math.nan if closed else float(num("steps").mean()),
+            "passes": math.nan if closed else float(num("passes").mean()),
             "loss / ln C": math.nan if closed else float(frac.mean()),
             "worst seed": math.nan if closed else float(frac.max()),
+            "train acc": float(num("train_acc").mean()),
             "epoch kept": sel, "trains": verdict})
     keys, values = zip(*[rows[o] for o in sorted(rows)]) if rows else ([], [])
     index = pd.MultiIndex.from_tuples(keys, names=KEYS) if keys else pd.MultiIndex.from_arrays([[], [], []], names=KEYS)
     return pd.DataFrame(list(values), index=index,
-                        columns=["labelled", "steps", "loss / ln C", "worst seed", "epoch kept", "trains"])
+                        columns=BUDGET_COLUMNS)
 
 
 def _pm(mean: float, std: float) -> str:
@@ -164,8 +187,10 @@ def _cell(value, column: str) -> str:
         return "–"
     if column in ("trainable_params", "labelled", "steps") or isinstance(value, (int, np.integer)):
         return f"{int(round(value)):,}"
-    if column in ("loss / ln C", "worst seed"):
+    if column in ("loss / ln C", "worst seed", "train acc"):
         return f"{value:.2f}"
+    if column == "passes":
+        return f"{value:.1f}"
     return f"{value:,.{ {'train_seconds': 1, 'peak_mem_mb': 0}.get(column, 3) }f}"
 
 
@@ -197,3 +222,35 @@ def to_markdown(table: pd.DataFrame, columns: list | None = None) -> str:
                   for (_, _, label), r in grp.iterrows()]
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
+
+
+def which_strategy(df: pd.DataFrame, exclude=("scratch",)) -> pd.DataFrame:
+    """Per dataset × shots, the strategy to train: the cheapest whose mean test accuracy is within 2 standard
+    errors (of the difference, over seeds) of the best mean, since a smaller difference is seed noise.
+
+    Returns one row per (dataset, shots): ``pick``, its ``acc`` and ``seconds`` (mean training time), and
+    ``best`` / ``best_acc`` (the highest mean, the same strategy when the pick is the best).
+
+    Example:
+        >>> d = pd.DataFrame({"dataset": "toy", "shots": 5, "strategy": ["full"] * 2 + ["linear_probe"] * 2,
+        ...                   "strategy_label": ["full"] * 2 + ["linear_probe"] * 2, "status": "ok",
+        ...                   "test_acc": [0.80, 0.84, 0.81, 0.82], "train_seconds": [30, 30, 1, 1]})
+        >>> which_strategy(d).loc[("toy", 5), ["pick", "best"]].tolist()
+        ['linear_probe', 'full']
+    """
+    t = summary_table(df, formatted=False)
+    rows = {}
+    for (d, k), grp in t.groupby(level=[0, 1], sort=False):
+        grp = grp.droplevel([0, 1])
+        grp = grp[[label.split("(")[0] not in exclude for label in grp.index] & grp.test_acc_mean.notna().to_numpy()]
+        if not len(grp):
+            continue
+        se = (grp.test_acc_std / np.sqrt(grp.n_seeds.clip(lower=1))).fillna(0.0)
+        best = grp.test_acc_mean.idxmax()
+        close = grp[grp.test_acc_mean >= grp.test_acc_mean[best] - 2 * np.sqrt(se ** 2 + se[best] ** 2)]
+        pick = close.train_seconds.idxmin()
+        rows[(d, k)] = {"pick": pick, "acc": grp.test_acc_mean[pick], "seconds": grp.train_seconds[pick],
+                        "best": best, "best_acc": grp.test_acc_mean[best]}
+    index = pd.MultiIndex.from_tuples(list(rows), names=["dataset", "shots"]) if rows else \
+        pd.MultiIndex.from_arrays([[], []], names=["dataset", "shots"])
+    return pd.DataFrame(list(rows.values()), index=index, columns=["pick", "acc", "seconds", "best", "best_acc"])

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import platform
+import random
 import socket
 import time
 from dataclasses import dataclass
@@ -17,12 +18,17 @@ import torch
 
 from . import hyper
 from .backbones import DEFAULT_BACKBONE, load_backbone
-from .datasets import DEFAULT_RESOLUTION, load_dataset
-from .errors import FtlibError
+from .datasets import DATASETS, DEFAULT_RESOLUTION, check_resolution, load_dataset
+from .errors import FtlibError, unknown
+from .splits import parse_shots
 from .probe import extract_features, fit_probe
+from .sources import folder_identity
 from .strategies import PROBE_C_GRID, Full, Strategy, parse_strategy, trainable_parameters
-from .train import _PeakMemory, device_of, evaluate, fit
+from .train import PeakMemory, device_of, evaluate, fit
 from .version import __version__
+
+
+_KEY_IF_SET = ("test_fraction",)
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,11 @@ class RunConfig:
     """Everything that defines a run; its hash is the run's id in a results store.
 
     ``epochs``, ``batch_size`` and the strategy's ``lr`` left as None are filled by
-    ``ftlib.hyper`` from the data size: a fixed schedule of ``hyper.train_steps(n_train,
-    min_steps, max_steps)`` optimiser steps, with no epoch selection unless ``val_per_class`` > 0.
+    ``ftlib.hyper`` from the data size: a schedule of ``hyper.train_steps(n_train, min_steps, passes)``
+    optimiser steps (``passes`` passes over the labelled set, at least ``min_steps``; ``max_steps``
+    caps it only when given), with no epoch selection unless ``val_per_class`` > 0. ``max_seconds``
+    is a time budget: a run that would exceed it is shortened to fit and recorded as under-trained
+    (``time_capped``), never shown as a result.
 
     Example:
         >>> RunConfig("hymenoptera", strategy=Full(), shots=10, seed=1).run_id()[:8]  # doctest: +SKIP
@@ -46,20 +55,51 @@ class RunConfig:
     epochs: int | None = None
     batch_size: int | None = None
     max_test_per_class: int | None = None
-    min_steps: int = hyper.MIN_STEPS  # fixed schedule: hyper.PASSES passes over the labelled set, within
-    max_steps: int = hyper.MAX_STEPS  # [min_steps, max_steps] optimiser steps
+    min_steps: int = hyper.MIN_STEPS  # schedule: `passes` passes over the labelled set, at least min_steps
+    max_steps: int | None = None  # an explicit step cap (None: none)
     val_per_class: int = 0  # labelled val images per class beyond the k shots (0: the k-shot budget is all)
+    test_fraction: float | None = None  # None: the dataset's test split; F: a fixed F of each class; 0: no test
     amp: bool = True
     profile: str = "custom"
+    passes: float = hyper.PASSES
+    max_seconds: float | None = None  # time budget for training; None: no budget
 
     def __post_init__(self):
+        """Every field checked once, here: a config that exists is a config that can run."""
         if isinstance(self.strategy, str):
             object.__setattr__(self, "strategy", parse_strategy(self.strategy))
+        if not isinstance(self.strategy, Strategy):
+            raise FtlibError(f"strategy must be a strategy value or its name, got {self.strategy!r}")
+        if self.dataset not in DATASETS and not str(self.dataset).startswith("imagefolder:"):
+            raise unknown("dataset", self.dataset, [*DATASETS, "imagefolder:<path>"])
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise FtlibError(f"seeds must be integers >= 0, got {self.seed!r}")
+        object.__setattr__(self, "shots", parse_shots(self.shots))
+        check_resolution(self.resolution)
+        for name, value, rule in (("passes", self.passes, "> 0 (passes over the labelled images)"),
+                                  ("max_seconds", self.max_seconds, "> 0 (a time budget in seconds) or None"),
+                                  ("min_steps", self.min_steps, ">= 1")):
+            if value is None and name == "max_seconds":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value) or value < (1 if name == "min_steps" else 1e-12):
+                raise FtlibError(f"{name} must be a number {rule}, got {value!r}")
+        # an imagefolder: run is keyed on the folder's absolute path and content, computed once here so that
+        # the config carries it to any worker (built-in datasets: {}, their run ids are their names)
+        object.__setattr__(self, "_folder", folder_identity(self.dataset))
+
+    def folder(self) -> dict:
+        """``{"folder": absolute path, "folder_fingerprint": ...}`` of an ``imagefolder:`` config, else ``{}``."""
+        return dict(self._folder)
 
     def key(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("strategy", "profile")}
         d["strategy"] = self.strategy.name
+        for name in _KEY_IF_SET:  # fields added after stores were written: in the key only when set
+            if d.get(name) is None:
+                d.pop(name, None)
         d.update(self.strategy.hparams())
+        d.update(self._folder)
         return d
 
     def run_id(self) -> str:
@@ -68,22 +108,6 @@ class RunConfig:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def param_groups(bb, strategy: Strategy, lr: float, penalty=None) -> list:
-    """Optimiser groups: body / head x decayed / not; nothing the penalty covers is decayed."""
-    covered = penalty.covered() if penalty is not None else set()
-    groups = {}
-    for name, p, block in trainable_parameters(bb, strategy):
-        head = block == "head"
-        decay = strategy.decays(name, p, block) and id(p) not in covered
-        key = (head, decay)
-        if key not in groups:
-            groups[key] = {"params": [], "lr": lr * (strategy.head_lr_mult if head else 1.0),
-                           "weight_decay": strategy.weight_decay if decay else 0.0,
-                           "name": f"{'head' if head else 'body'}{'' if decay else '_no_decay'}"}
-        groups[key]["params"].append(p)
-    return list(groups.values())
 
 
 def block_distances(bb, start: dict) -> dict:
@@ -99,17 +123,26 @@ def block_distances(bb, start: dict) -> dict:
     return out
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators: a run's result depends on its config only."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # the new head's initialisation is part of the run's seed
+
+
 def prepare_run(config: RunConfig, device=None):
     """Load data and backbone for ``config`` (seeded), and resolve the hyper-rule defaults."""
-    torch.manual_seed(config.seed)  # the new head's initialisation is part of the run's seed
+    seed_everything(config.seed)
     ds = load_dataset(config.dataset, config.shots, config.seed, config.resolution, config.max_test_per_class,
-                      val_per_class=config.val_per_class)
+                      val_per_class=config.val_per_class, test_fraction=config.test_fraction)
     bb = load_backbone(config.backbone, num_classes=len(ds.classes), pretrained=config.strategy.pretrained)
     bb.model.to(device or default_device())
     bs = config.batch_size or hyper.batch_size(len(ds.train))
-    epochs = config.epochs or hyper.epochs_for(
-        hyper.train_steps(len(ds.train), config.min_steps, config.max_steps, batch=bs), len(ds.train), bs)
-    lr = config.strategy.lr or hyper.learning_rate(config.strategy.name, bs, config.strategy.optimizer)
+    steps = hyper.train_steps(len(ds.train), config.min_steps, config.passes, batch=bs)
+    if config.max_steps is not None:
+        steps = min(steps, config.max_steps)
+    epochs = config.epochs or hyper.epochs_for(steps, len(ds.train), bs)
+    lr = config.strategy.learning_rate(bs)
     return ds, bb, {"batch_size": bs, "epochs": epochs, "lr": lr}
 
 
@@ -120,8 +153,6 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
         >>> rec = run(RunConfig("hymenoptera", strategy="linear_probe", shots=10))  # doctest: +SKIP
         >>> rec["test_acc"]  # doctest: +SKIP
     """
-    if not isinstance(config.seed, int) or isinstance(config.seed, bool):
-        raise FtlibError(f"seed must be an integer, got {config.seed!r}")
     s = config.strategy
     ds, bb, resolved = prepare_run(config, device)
     model = bb.model
@@ -129,11 +160,12 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
         p.requires_grad_(False)
     w0 = {id(p): p.detach().float().clone() for p in model.parameters()}  # pretrained body, fresh head
     start_time = time.perf_counter()
-    with _PeakMemory(device_of(model)) as meter:
+    with PeakMemory(device_of(model)) as meter:
         status, val_acc, curves, probe, trainable, budget = _train(config, ds, bb, resolved, progress)
     train_seconds = time.perf_counter() - start_time
     mem = meter.mb
     test_acc = _test_accuracy(config, ds, bb) if status == "ok" else float("nan")
+    train_acc = _accuracy(config, ds.train, bb) if status == "ok" else float("nan")  # unaugmented images
     record = {
         "run_id": config.run_id(), "dataset": config.dataset, "backbone": config.backbone, "strategy": s.name,
         "strategy_label": s.label, "shots": config.shots, "seed": config.seed, "resolution": config.resolution,
@@ -143,8 +175,9 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
         "probe_C": probe["C"] if probe else None, "probe_selection": probe["selection"] if probe else None,
         "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test),
         "n_labelled": len(ds.train) + len(ds.val), "val_per_class": config.val_per_class,
-        "num_classes": len(ds.classes), "data_source": ds.origin,
-        "status": status, "val_acc": val_acc, "test_acc": test_acc, "train_seconds": train_seconds,
+        "num_classes": len(ds.classes), "data_source": ds.origin, **config.folder(),
+        "status": status, "val_acc": val_acc, "test_acc": test_acc, "train_acc": train_acc,
+        "max_seconds": config.max_seconds, "train_seconds": train_seconds,
         "trainable_params": sum(p.numel() for _, p, _ in trainable), "peak_mem_mb": mem,
         "ftlib_version": __version__, "torch_version": str(torch.__version__), "device": _device_name(model),
         "torch_threads": torch.get_num_threads(), "host": socket.gethostname(),
@@ -158,11 +191,19 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
 
 def _test_accuracy(config: RunConfig, ds, bb) -> float:
     """Test accuracy, once. A probe's body is the pretrained one, so its cached test features serve every seed."""
+    if len(ds.test) == 0:  # test_fraction=0: every labelled image trained the model
+        return float("nan")
+    return _accuracy(config, ds.test, bb)
+
+
+def _accuracy(config: RunConfig, split, bb) -> float:
+    """Accuracy on ``split`` (the test split once; the unaugmented training images for the budget).
+    A probe's body is the pretrained one, so its cached features serve every seed."""
     if config.strategy.closed_form and bb.pretrained:
         with torch.no_grad():
-            logits = bb.head(extract_features(bb, ds.test).to(bb.head.weight.device))
-        return (logits.argmax(1).cpu() == ds.test.labels).float().mean().item()
-    return evaluate(bb.model, ds.test, bb.mean, bb.std, amp=config.amp)
+            logits = bb.head(extract_features(bb, split).to(bb.head.weight.device))
+        return (logits.argmax(1).cpu() == split.labels).float().mean().item()
+    return evaluate(bb.model, split, bb.mean, bb.std, amp=config.amp)
 
 
 def _train(config: RunConfig, ds, bb, resolved: dict, progress: bool):
@@ -177,22 +218,25 @@ def _train(config: RunConfig, ds, bb, resolved: dict, progress: bool):
     trainable = trainable_parameters(bb, s)
     for _, p, _ in trainable:
         p.requires_grad_(True)
-    budget = {"steps": 0, "final_train_loss": None, "selected_epoch": None}
+    budget = {"steps": 0, "planned_steps": 0, "passes": 0.0, "final_train_loss": None, "selected_epoch": None,
+              "time_capped": False}
     if s.closed_form:
         curves = {"train_loss": [], "val_acc": [], "probe_C": list(probe["path"].C),
                   "probe_score": list(probe["path"].score)}
         status, val_acc = "ok", probe["score"]
     else:
         penalty = s.penalty(bb, trainable)
-        groups = param_groups(bb, s, resolved["lr"], penalty)
+        groups = s.param_groups(bb, resolved["lr"], penalty)
         hist = fit(model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=resolved["epochs"],
                    batch_size=resolved["batch_size"], seed=config.seed, penalty=penalty, bn=s.bn,
-                   optimizer=s.optimizer, amp=config.amp, progress=progress,
+                   optimizer=s.optimizer, amp=config.amp, progress=progress, max_seconds=config.max_seconds,
                    desc=f"{config.dataset} {s.label} shots={config.shots} seed={config.seed}")
         curves = {"train_loss": hist.train_loss, "val_acc": hist.val_acc}
         status, val_acc = hist.status, hist.best_val
-        budget = {"steps": hist.steps, "final_train_loss": hist.train_loss[-1] if hist.train_loss else None,
-                  "selected_epoch": hist.best_epoch + 1}
+        budget = {"steps": hist.steps, "planned_steps": hist.planned_steps,
+                  "passes": hyper.passes_of(hist.steps, resolved["batch_size"], len(ds.train)),
+                  "final_train_loss": hist.train_loss[-1] if hist.train_loss else None,
+                  "selected_epoch": hist.best_epoch + 1, "time_capped": hist.time_capped}
     return status, val_acc, curves, probe, trainable, budget
 
 

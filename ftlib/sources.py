@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import shutil
+import stat
 import urllib.request
 import warnings
 import zipfile
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import FtlibError
 from .paths import cache_dir, data_root, mirrors
@@ -29,6 +31,9 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 FASHION_FILES = [f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR10_BATCHES = "cifar-10-batches-py"  # what torchvision.datasets.CIFAR10(download=True) extracts
+# top sub-folders that make an image folder a split layout, and the role each plays (val/ is decided later)
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
+_IDENTITY: dict = {}  # absolute folder -> (stamp of its folders' mtimes, fingerprint): run keys stay cheap
 
 
 def cache_path(filename: str) -> Path:
@@ -46,26 +51,45 @@ class FolderSource:
     native: int | None = None  # store images at this side (resized per batch) instead of the run's resolution
 
     def files(self):
+        """``(path, class, role)`` of every image file, found as torchvision's ``ImageFolder`` finds them.
+
+        Class folders are the sub-folders of each split folder; images nested deeper inside a class
+        belong to it. Names starting with a dot (``.ipynb_checkpoints``, ``.DS_Store``) are skipped.
+        """
+        if getattr(self, "_items", None) is not None:
+            return self._items
         items, folders = [], []
         for sub, role in self.roles.items():
             base = self.root / sub if sub else self.root
-            for cdir in sorted(p for p in base.iterdir() if p.is_dir() and p.name not in self.skip_classes):
+            for cdir in _subfolders(base):
+                if cdir.name in self.skip_classes:
+                    continue
                 folders.append(cdir)
-                items += [(f, cdir.name, role) for f in sorted(cdir.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
+                items += [(f, cdir.name, role) for f in _image_files(cdir)]
         present = {c for _, c, _ in items}
         empty = [str(d.relative_to(self.root)) for d in folders if d.name not in present]
         if empty:  # documented choice: a class folder with no image is not a class; say so, don't stop
             warnings.warn(f"{len(empty)} class folder(s) under {self.root} hold no image file and are left out: "
                           f"{', '.join(empty[:5])}" + (" ..." if len(empty) > 5 else ""), stacklevel=3)
+        self._items = items
         return items
 
     @property
     def fingerprint(self) -> str:
+        """Every image file's relative name, size, modification time and inode, with its class and role.
+
+        An image re-saved in place at the same size changes its modification time, so the decoded
+        cache (and the run keys of an ``imagefolder:``) notice it.
+        """
         h = hashlib.sha1()
         for f, c, r in self.files():
+            try:
+                st = os.stat(f)
+                meta = f"{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+            except OSError:
+                meta = "unreadable"
             # file names are bytes to the OS: a non-UTF-8 name comes back as surrogates, which plain encode() refuses
-            h.update(os.fsencode(f.relative_to(self.root))
-                     + f"|{f.stat().st_size}|{c}|{r}\n".encode(errors="surrogateescape"))
+            h.update(os.fsencode(f.relative_to(self.root)) + f"|{meta}|{c}|{r}\n".encode(errors="surrogateescape"))
         return h.hexdigest()[:16]
 
     def read(self, resolution: int):
@@ -74,7 +98,9 @@ class FolderSource:
         classes = sorted({c for _, c, _ in items})
         check_class_counts(classes)  # one class (or none): refused before decoding anything
         with ThreadPoolExecutor(4) as pool:  # PIL releases the GIL while decoding
-            arrays = list(pool.map(lambda it: _decode(it[0], resolution), items))
+            decoded = list(pool.map(lambda it: _decode(it[0], resolution, with_digest=True), items))
+        arrays = [a for a, _ in decoded]
+        _warn_duplicates(self.root, items, [d for _, d in decoded])
         bad = [str(f) for (f, _, _), a in zip(items, arrays) if a is None]
         if bad:  # documented choice: skip unreadable files, say how many and which
             warnings.warn(f"skipped {len(bad)} unreadable image file(s): {', '.join(bad[:5])}"
@@ -127,30 +153,102 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def center_crop(im: Image.Image, resolution: int) -> np.ndarray:
-    """The one preprocessing of a stored image: ``to_rgb``, shorter side resized to ``resolution``, centre crop."""
-    im = to_rgb(im)
-    w, h = im.size
-    s = resolution / min(w, h)
-    im = im.resize((max(resolution, round(w * s)), max(resolution, round(h * s))), Image.BILINEAR, reducing_gap=3.0)
-    w, h = im.size
-    left, top = (w - resolution) // 2, (h - resolution) // 2
-    return np.asarray(im.crop((left, top, left + resolution, top + resolution)), dtype=np.uint8)
-
-
-def _decode(path: Path, resolution: int):
-    """Decode one file with ``center_crop``; None if unreadable."""
+def upright(im: Image.Image) -> Image.Image:
+    """``im`` turned as its EXIF orientation says (phone photos are stored sideways with a tag)."""
     try:
-        with Image.open(path) as im:
+        turned = im.getexif().get(0x0112, 1) not in (None, 1)  # 0x0112: Orientation
+    except Exception:  # a broken EXIF block: show the pixels as stored
+        return im
+    return ImageOps.exif_transpose(im) if turned else im
+
+
+def center_crop(im: Image.Image, resolution: int) -> np.ndarray:
+    """The one preprocessing of a stored image: upright (EXIF), ``to_rgb``, the centred square of the
+    shorter side resized to ``resolution``.
+
+    The square is cut in the source's coordinates before resizing, so a thin or huge image costs
+    no more than its crop (a 1 x 40,000 px strip is not first resized to 128 x 5,120,000).
+
+    Example:
+        >>> center_crop(Image.new("RGB", (1, 40000)), 128).shape
+        (128, 128, 3)
+    """
+    im = to_rgb(upright(im))
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    im = im.resize((resolution, resolution), Image.BILINEAR, box=(left, top, left + side, top + side),
+                   reducing_gap=3.0)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _decode(path: Path, resolution: int, with_digest: bool = False):
+    """Decode one file with ``center_crop``; None if unreadable (``with_digest``: also the sha1 of its bytes).
+
+    Only regular files are opened: a FIFO or device named ``.jpg`` would block the reader forever.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        data = Path(path).read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
             im.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale, much faster
-            return center_crop(im, resolution)
+            arr = center_crop(im, resolution)
+        digest = hashlib.sha1(data).hexdigest() if with_digest else None
     except Exception:
-        return None
+        arr, digest = None, None
+    return (arr, digest) if with_digest else arr
+
+
+def _subfolders(base: Path) -> list:
+    """The visible sub-folders of ``base``, sorted (names starting with a dot are hidden)."""
+    try:
+        return sorted(p for p in base.iterdir() if not p.name.startswith(".") and p.is_dir())
+    except OSError as e:
+        raise FtlibError(f"cannot read folder {base} ({e.strerror or e}); check that it exists and is readable") \
+            from None
+
+
+def _image_files(cdir: Path) -> list:
+    """Image files anywhere under ``cdir`` (sorted; hidden names skipped; each real folder visited once)."""
+    out, seen = [], set()
+    for top, dirs, names in os.walk(cdir, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a symlink loop, or two links to one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out += [Path(top) / n for n in sorted(names)
+                if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_EXTS]
+    return sorted(out)
+
+
+def _warn_duplicates(root: Path, items, digests) -> None:
+    """Warn about byte-identical files in two splits (test leaks into training) or two classes (two labels)."""
+    groups = {}
+    for (f, c, r), d in zip(items, digests):
+        if d is not None:
+            groups.setdefault(d, []).append((f, c, r))
+    copies = [g for g in groups.values() if len(g) > 1]
+    splits = [g for g in copies if len({r for _, _, r in g}) > 1]
+    classes = [g for g in copies if len({c for _, c, _ in g}) > 1]
+    for what, found, why, part in (
+            ("split folders", splits, "a test image seen in training inflates the test score", 2),
+            ("classes", classes, "the same image under two labels contradicts itself", 1)):
+        if found:
+            a = found[0][0]
+            b = next(g for g in found[0] if g[part] != a[part])
+            first = f"{a[0].relative_to(root)} = {b[0].relative_to(root)}"
+            warnings.warn(f"{len(found)} image(s) under {root} are byte-identical copies in more than one of its "
+                          f"{what} ({why}), e.g. {first}; remove the copies", stacklevel=4)
 
 
 def _names_and_sizes(files) -> str:
-    """A fingerprint of fixed-name archive files: their names and byte sizes (a re-download that differs shows)."""
-    return hashlib.sha1("|".join(f"{f.name}:{f.stat().st_size}" for f in files).encode()).hexdigest()[:16]
+    """A fingerprint of fixed-name archive files: names, byte sizes, modification times and inodes."""
+    stats = [(f.name, os.stat(f)) for f in files]
+    return hashlib.sha1("|".join(f"{n}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}" for n, st in stats)
+                        .encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -246,16 +344,97 @@ def locate(name: str):
         return FashionSource(found)
     if name == "cifar10":
         return _cifar10(roots)
-    return _imagefolder(name.partition(":")[2])
+    return _imagefolder(str(folder_path(name)))
+
+
+def folder_path(name: str) -> Path:
+    """The absolute folder of ``imagefolder:<path>`` (``~`` expanded; relative to the working directory).
+
+    Example:
+        >>> str(folder_path("imagefolder:/data/photos"))
+        '/data/photos'
+    """
+    path = str(name).partition(":")[2]
+    if not path.strip():
+        raise FtlibError("imagefolder: needs a folder after the colon, e.g. imagefolder:/path/to/photos "
+                         "(an empty path would read the working directory)")
+    try:
+        return Path(os.path.abspath(Path(path).expanduser()))
+    except RuntimeError as e:  # ~nosuchuser/...
+        raise FtlibError(f"cannot expand {path!r} ({e}); give the folder's full path") from None
+
+
+def folder_identity(name: str) -> dict:
+    """What identifies ``imagefolder:<path>`` data in a run key: its absolute folder and its fingerprint.
+
+    Empty for built-in datasets (their run keys are their names). Memoised per process while none of the
+    folder's directories changes, so keying many runs on a large folder stays cheap.
+    """
+    if not str(name).startswith("imagefolder:"):
+        return {}
+    root = folder_path(name)
+    stamp = _stamp(root)
+    memo = _IDENTITY.get(root)
+    if memo is None or memo[0] != stamp:
+        memo = (stamp, _imagefolder(str(root)).fingerprint)
+        _IDENTITY[root] = memo
+    return {"folder": str(root), "folder_fingerprint": memo[1]}
+
+
+def check_outside(out, datasets) -> None:
+    """Refuse a results folder inside an ``imagefolder:`` dataset: its plots would be read as a class of images."""
+    where = Path(os.path.abspath(Path(out).expanduser()))
+    for name in datasets:
+        if str(name).startswith("imagefolder:"):
+            root = folder_path(name)
+            if where == root or root in where.parents:
+                raise FtlibError(f"--out {where} is inside the image folder {root}: its plots and tables would be "
+                                 "read as images on the next run; choose a results folder outside it")
+
+
+def _stamp(root: Path) -> tuple:
+    """Every visible folder under ``root`` with its modification time: adding, removing or renaming a file shows."""
+    out, seen = [], set()
+    for top, dirs, _ in os.walk(root, followlinks=True):
+        real = os.path.realpath(top)
+        dirs[:] = [] if real in seen else sorted(d for d in dirs if not d.startswith("."))
+        seen.add(real)
+        try:
+            out.append((top, os.stat(top).st_mtime_ns))
+        except OSError:
+            out.append((top, None))
+    return tuple(out)
 
 
 def _imagefolder(path: str) -> FolderSource:
-    root = Path(path).expanduser()
+    """A user's folder: ``<class>/<image>``, or split folders ``train/`` and ``val/`` (or ``valid/``) and ``test/``.
+
+    The val rule: without ``test/``, ``val/`` is the test split (the PyTorch tutorial's layout, read
+    exactly as the built-in ``hymenoptera``); with ``test/``, ``val/`` is the val split, read only when a
+    run asks for one (``val_per_class``). No image ever moves from its folder's role to another.
+    """
+    root = folder_path(f"imagefolder:{path}")
     if not root.is_dir():
         raise FtlibError(f"image folder {str(root)!r} does not exist; expected <folder>/<class>/<image> "
                          f"or <folder>/{{train,val,test}}/<class>/<image>")
-    subs = {s: s for s in ("train", "val", "test") if (root / s).is_dir()}
-    return FolderSource(root, subs if "train" in subs else {"": ""})
+    tops = [p.name for p in _subfolders(root)]
+    splits = [t for t in tops if t in SPLIT_FOLDERS]
+    if not splits:
+        return FolderSource(root, {"": ""})
+    others = [t for t in tops if t not in SPLIT_FOLDERS]
+    if others or "train" not in splits:
+        what = (f"also holds {', '.join(others[:5])}" + (" ..." if len(others) > 5 else "")) if others \
+            else "has no train/"
+        raise FtlibError(f"image folder {root} has split folder(s) {', '.join(s + '/' for s in splits)} but {what}: "
+                         "either every class is a sub-folder of it (then rename a class folder called "
+                         f"{' or '.join(repr(s) for s in splits)}), or train/ (plus val/ or valid/, and test/) "
+                         "each hold one sub-folder per class")
+    if "val" in splits and "valid" in splits:
+        raise FtlibError(f"image folder {root} has both val/ and valid/; keep one of them (they mean the same split)")
+    roles = {s: SPLIT_FOLDERS[s] for s in splits}
+    if "test" not in splits:  # the tutorial's layout: its val/ is the held-out test split
+        roles = {s: "test" if r == "val" else r for s, r in roles.items()}
+    return FolderSource(root, roles)
 
 
 def _cifar10(roots):

@@ -1,8 +1,10 @@
 """Fine-tuning strategies as values: frozen dataclasses, and the ``plan`` that turns one into data for ``fit``.
 
-A strategy decides only three things, all visible here: which blocks train, which
-parameters form which optimiser groups (learning rate, weight decay), and which penalty
-is added to the loss. ``fit`` has no per-strategy code path.
+A strategy owns every fact about itself, all visible here: which blocks train, its base
+learning rate, which parameters form which optimiser groups (learning rate, weight decay),
+which penalty is added to the loss, its BatchNorm and optimiser defaults, whether it starts
+pretrained or is closed-form, and its place in tables. ``fit`` has no per-strategy code path,
+and a new strategy is one dataclass registered in ``STRATEGIES``.
 
 Example:
     >>> s = partial(k=2)
@@ -17,6 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from . import hyper
 from .errors import FtlibError, unknown
 from .penalties import L2SPPenalty
 
@@ -33,6 +36,21 @@ class Strategy:
     """Fields shared by the gradient-trained strategies; ``lr=None`` means the hyper-rule default."""
 
     name: ClassVar[str] = "strategy"
+    # Body learning rate for SGD (Nesterov, momentum 0.9) at batch 32 (``hyper.BATCH_REFERENCE``); the head gets
+    # ``head_lr_mult`` times more. Every gradient-trained strategy must set it: no silent default. Li et al. (2018)
+    # use 0.005-0.02 at batch 64 for ResNet-101. Chosen on val splits only, never test, the val runs kept out of
+    # every benchmark store:
+    # - hymenoptera val (lite0, full, 15 epochs, seed 0): lr 0.01 -> best val 0.95 (128 px) with val swinging
+    #   down to 0.70; 0.003 -> 0.975 and 0.001 -> 1.00 (160 px), both stable.
+    # - CIFAR-10 val, 2026-12-02 (lite0, full, 10 shots, seed 100 -- not a benchmark seed -- 20 extra val images
+    #   per class, 96 px, 42 steps, last epoch): lr 0.001 -> val 0.365 (final loss 0.56 ln C, under-trained);
+    #   0.003 -> 0.425 (0.27 ln C); 0.01 -> 0.375 (0.13 ln C: fits the shots, loses on val). So 0.003.
+    #   Command: RunConfig("cifar10", strategy=f"full:lr={lr}", shots=10, seed=100, resolution=96,
+    #   min_steps=40, max_steps=40, val_per_class=20) through ftlib.run, one per lr.
+    # - CIFAR-10 val at 100 images per class (experiments/data-size-schedule/): lr 0.01 trains slower than 0.003.
+    base_lr: ClassVar[float | None] = None
+    order: ClassVar[int] = 99  # place in tables and legends: from least to most adapted weights
+    usage: ClassVar[str] = ""  # its command-line parameters, e.g. "[:k=N]"
     lr: float | None = None
     head_lr_mult: float = 10.0  # the new head starts random: let it move faster than the pretrained body
     weight_decay: float = 1e-4  # on conv/linear weights only; never on BatchNorm or biases
@@ -45,6 +63,38 @@ class Strategy:
     pretrained: ClassVar[bool] = True
     closed_form: ClassVar[bool] = False
     init_head_from_probe: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if not cls.closed_form and cls.base_lr is None:
+            raise TypeError(f"strategy {cls.name!r} ({cls.__name__}) trains by gradient but sets no base_lr: give it "
+                            "one (a ClassVar[float], the body learning rate at batch 32), chosen on a val split")
+
+    def learning_rate(self, batch: int) -> float | None:
+        """The body learning rate at ``batch``: ``lr`` when given, else ``base_lr`` scaled by ``hyper.learning_rate``;
+        None for a closed-form strategy (nothing is trained by gradient).
+
+        >>> full().learning_rate(64), full(lr=0.05).learning_rate(64), linear_probe().learning_rate(64)
+        (0.006, 0.05, None)
+        """
+        if self.closed_form:
+            return None
+        return self.lr or hyper.learning_rate(self.base_lr, batch, self.optimizer)
+
+    def param_groups(self, bb, lr: float, penalty=None) -> list:
+        """Optimiser groups: body / head x decayed / not; nothing the penalty covers is decayed."""
+        covered = penalty.covered() if penalty is not None else set()
+        groups = {}
+        for name, p, block in trainable_parameters(bb, self):
+            head = block == "head"
+            decay = self.decays(name, p, block) and id(p) not in covered
+            key = (head, decay)
+            if key not in groups:
+                groups[key] = {"params": [], "lr": lr * (self.head_lr_mult if head else 1.0),
+                               "weight_decay": self.weight_decay if decay else 0.0,
+                               "name": f"{'head' if head else 'body'}{'' if decay else '_no_decay'}"}
+            groups[key]["params"].append(p)
+        return list(groups.values())
 
     def __post_init__(self):
         if self.bn not in BN_POLICIES:
@@ -105,6 +155,8 @@ class LinearProbe(Strategy):
 
     name: ClassVar[str] = "linear_probe"
     closed_form: ClassVar[bool] = True
+    order: ClassVar[int] = 1
+    usage: ClassVar[str] = "[:c_grid=C1,C2,...]"
     c_grid: tuple = PROBE_C_GRID
 
     def __post_init__(self):
@@ -125,6 +177,9 @@ class Partial(Strategy):
     """Train the last ``k`` blocks of ``bb.blocks`` and the head; ``k=0`` is the head alone by SGD."""
 
     name: ClassVar[str] = "partial"
+    base_lr: ClassVar[float] = 0.003
+    order: ClassVar[int] = 2
+    usage: ClassVar[str] = "[:k=N]"
     k: int = 1
 
     def __post_init__(self):
@@ -141,6 +196,8 @@ class Full(Strategy):
     """Everything trains; weight decay towards 0 is the paper's "L2" baseline."""
 
     name: ClassVar[str] = "full"
+    base_lr: ClassVar[float] = 0.003
+    order: ClassVar[int] = 5
 
 
 @dataclass(frozen=True)
@@ -153,6 +210,9 @@ class L2SP(Strategy):
     """
 
     name: ClassVar[str] = "l2sp"
+    base_lr: ClassVar[float] = 0.003
+    order: ClassVar[int] = 3
+    usage: ClassVar[str] = "[:alpha=A:beta=B]"
     alpha: float = 0.1
     beta: float = 0.01
     include_bn_bias: bool = False
@@ -177,6 +237,8 @@ class LPFT(Strategy):
     """LP-FT (Kumar et al. 2022): head from the linear probe, then full fine-tuning at a lower lr."""
 
     name: ClassVar[str] = "lp_ft"
+    base_lr: ClassVar[float] = 0.001  # Kumar et al. (2022): LP-FT fine-tunes from a good head at a smaller lr
+    order: ClassVar[int] = 4
     init_head_from_probe: ClassVar[bool] = True
     head_lr_mult: float = 1.0  # the head is already trained: no faster head
     # The probe is fit on eval-mode features (pretrained BatchNorm statistics). With BatchNorm in train mode
@@ -192,6 +254,8 @@ class Scratch(Strategy):
     """The same architecture from random weights, same budget: what pretraining buys."""
 
     name: ClassVar[str] = "scratch"
+    base_lr: ClassVar[float] = 0.03  # random weights need a larger step (no pretrained features to protect)
+    order: ClassVar[int] = 0
     pretrained: ClassVar[bool] = False
     head_lr_mult: float = 1.0
 
@@ -201,6 +265,8 @@ class BitFit(Strategy):
     """Biases (and BatchNorm shifts) plus the head (Ben Zaken et al. 2022), everything else frozen."""
 
     name: ClassVar[str] = "bitfit"
+    base_lr: ClassVar[float] = 0.003
+    order: ClassVar[int] = 6
 
     def trains(self, param_name, block, block_names):
         return block == "head" or param_name.endswith("bias")  # BatchNorm beta is a bias too
@@ -211,6 +277,9 @@ class Surgical(Strategy):
     """The first ``k`` blocks plus the head (Lee et al. 2023: early blocks for input-level shifts)."""
 
     name: ClassVar[str] = "surgical"
+    base_lr: ClassVar[float] = 0.003
+    order: ClassVar[int] = 7
+    usage: ClassVar[str] = "[:k=N]"
     k: int = 1
 
     def __post_init__(self):
@@ -222,6 +291,29 @@ class Surgical(Strategy):
 
 
 STRATEGIES = {c.name: c for c in (LinearProbe, Partial, Full, L2SP, LPFT, Scratch, BitFit, Surgical)}
+
+
+def usage() -> str:
+    """Every strategy with its command-line parameters, for help and error messages.
+
+    >>> usage().split(", ")[:2]
+    ['linear_probe[:c_grid=C1,C2,...]', 'partial[:k=N]']
+    """
+    return ", ".join(f"{name}{cls.usage}" for name, cls in STRATEGIES.items())
+
+
+def pretrained_names() -> tuple:
+    """Names of the strategies that start from pretrained weights (the probe included).
+
+    >>> pretrained_names()[:3]
+    ('linear_probe', 'partial', 'full')
+    """
+    return tuple(name for name, cls in STRATEGIES.items() if cls.pretrained)
+
+
+def order_of(name: str) -> int:
+    """A strategy's place in tables and legends (unknown names last)."""
+    return STRATEGIES[name].order if name in STRATEGIES else len(STRATEGIES) + 99
 linear_probe, partial, full, l2sp, lp_ft, scratch, bitfit, surgical = (
     LinearProbe, Partial, Full, L2SP, LPFT, Scratch, BitFit, Surgical)
 

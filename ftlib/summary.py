@@ -32,8 +32,8 @@ def write_summary(store_dir, run_ids=None) -> dict:
         sidecar = {k: v for k, v in sidecar.items() if k in keep}
     figures = {
         "acc_vs_shots": lambda: plot_acc_vs_shots(df),
-        "acc_vs_time": lambda: plot_acc_vs_time(df).figure,
-        "block_distance": lambda: plot_block_distance(df, sidecar).figure,
+        "acc_vs_time": lambda: plot_acc_vs_time(df),
+        "block_distance": lambda: plot_block_distance(df, sidecar),
         "learning_curves": lambda: plot_learning_curves(df, sidecar),
     }
     paths, failed = {}, []

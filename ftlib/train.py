@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import math
 import os
 import threading
@@ -29,6 +30,7 @@ from .fuse import folded_view
 from .transforms import prepare
 
 BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+log = logging.getLogger("ftlib")
 
 
 @dataclass
@@ -41,8 +43,9 @@ class History:
     best_epoch: int = -1  # the epoch kept: best on val, or the last one without a val split
     best_val: float = float("nan")
     status: str = "ok"
+    planned_steps: int = 0  # the schedule's steps before any time budget
+    time_capped: bool = False  # the time budget shortened the schedule: the model is under-trained
     train_seconds: float = 0.0
-    peak_mem_mb: float = 0.0
 
 
 def frozen_batchnorms(model: nn.Module) -> list:
@@ -136,7 +139,7 @@ def make_optimizer(groups: list, optimizer: str = "sgd", momentum: float = 0.9):
     return torch.optim.SGD(groups, momentum=momentum, nesterov=True)
 
 
-class _PeakMemory:
+class PeakMemory:
     """Peak extra memory during training: CUDA allocator peak, or resident-set samples on CPU."""
 
     def __init__(self, device: torch.device):
@@ -216,7 +219,7 @@ def process_flags(flush_denormal: bool, cudnn_benchmark: bool):
 def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, batch_size: int, seed: int,
         penalty=None, bn: str = "frozen", optimizer: str = "sgd", amp: bool = True, channels_last: bool = True,
         progress: bool = True, desc: str = "fit", min_epoch_images: int = hyper.MIN_EPOCH_IMAGES,
-        flush_denormal: bool = True) -> History:
+        flush_denormal: bool = True, max_seconds: float | None = None) -> History:
     """Train ``model`` on ``train`` for ``epochs``; with a ``val`` split, keep the epoch with the best val accuracy.
 
     Without ``val`` (None or empty: the benchmark's protocol, which reads no labels beyond the k
@@ -230,6 +233,10 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
         min_epoch_images: an epoch shows at least this many images (several shuffled passes
             over a tiny train set), so 10-shot runs get enough optimiser steps between
             val evaluations: 20 images x 8 epochs would be only 8 steps.
+        max_seconds: time budget. After the first epoch ``fit`` projects the schedule's time from the
+            measured epoch; if it exceeds the budget the schedule is shortened to the epochs that fit
+            (warm-up and cosine decay recomputed for the new length), ``History.time_capped`` is set and
+            a warning is logged: the model is under-trained and must not be reported as a result.
         flush_denormal: flush denormal floats to zero while ``fit`` runs. L2-SP's (w - w0)^2 and
             small momentum buffers produce denormals, which x86 CPUs process ~100x slower (measured:
             640 s vs 78 s for l2sp vs full without it). Like ``cudnn.benchmark``, which ``fit`` turns on
@@ -244,11 +251,11 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
     with process_flags(flush_denormal=flush_denormal, cudnn_benchmark=dev.type == "cuda"):
         return _fit(model, train, val, dev, mean=mean, std=std, groups=groups, epochs=epochs, batch_size=batch_size,
                     seed=seed, penalty=penalty, bn=bn, optimizer=optimizer, amp=amp, channels_last=channels_last,
-                    progress=progress, desc=desc, min_epoch_images=min_epoch_images)
+                    progress=progress, desc=desc, min_epoch_images=min_epoch_images, max_seconds=max_seconds)
 
 
 def _fit(model, train, val, dev, *, mean, std, groups, epochs, batch_size, seed, penalty, bn, optimizer, amp,
-         channels_last, progress, desc, min_epoch_images) -> History:
+         channels_last, progress, desc, min_epoch_images, max_seconds) -> History:
     """``fit``'s loop, run inside its process flags."""
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -258,50 +265,65 @@ def _fit(model, train, val, dev, *, mean, std, groups, epochs, batch_size, seed,
     passes, steps_per_epoch = hyper.epoch_shape(n, bs, min_epoch_images)
     total = steps_per_epoch * epochs
     opt = make_optimizer(groups, optimizer)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, hyper.warmup_steps(total)))
+    shape = {"lr": warmup_cosine(total, hyper.warmup_steps(total))}  # replaced if a time budget shortens the run
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: shape["lr"](step))
     scaler = torch.amp.GradScaler("cuda", enabled=amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported())
     frozen_bn = frozen_batchnorms(model)
-    hist = History()
+    hist = History(planned_steps=total)
     best_state = None
     start = time.perf_counter()
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
-    with _PeakMemory(dev) as mem:
-        for epoch in bar:
-            set_train_mode(model, frozen_bn, bn)
-            order = torch.cat([torch.randperm(n, generator=gen) for _ in range(passes)])
-            loss_sum = torch.zeros((), device=dev)
-            for s in range(steps_per_epoch):
-                idx = order[s * bs: (s + 1) * bs]
-                x = prepare(train.images[idx], train.resolution, mean, std, generator=gen, device=dev,
-                            channels_last=channels_last)
-                y = train.labels[idx].to(dev, non_blocking=True)
-                with autocast(dev, amp):
-                    data_loss = F.cross_entropy(model(x), y)
-                loss = data_loss + penalty() if penalty is not None else data_loss
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                hist.steps += 1
-                loss_sum += data_loss.detach().float()
-            epoch_loss = (loss_sum / steps_per_epoch).item()  # one host sync per epoch, not per step
-            hist.train_loss.append(epoch_loss)
-            if not math.isfinite(epoch_loss):
-                hist.status = "diverged"
-                break
-            if val is None or len(val) == 0:  # fixed schedule: the last epoch is the model
-                hist.best_epoch = epoch
-                bar.set_postfix(loss=f"{epoch_loss:.3f}")
-                continue
-            acc = evaluate(model, val, mean, std, amp=amp)
-            hist.val_acc.append(acc)
-            if best_state is None or acc > hist.best_val:
-                hist.best_val, hist.best_epoch = acc, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            bar.set_postfix(loss=f"{epoch_loss:.3f}", val=f"{acc:.3f}")
+    bar = tqdm(total=total, desc=desc, disable=not progress, unit="step", leave=True)
+    # the run's one peak-memory meter is its caller's: ``ftlib.run`` wraps all of training in ``PeakMemory``
+    epoch = -1
+    while epoch + 1 < epochs:
+        epoch += 1
+        set_train_mode(model, frozen_bn, bn)
+        order = torch.cat([torch.randperm(n, generator=gen) for _ in range(passes)])
+        loss_sum = torch.zeros((), device=dev)
+        for s in range(steps_per_epoch):
+            idx = order[s * bs: (s + 1) * bs]
+            x = prepare(train.images[idx], train.resolution, mean, std, generator=gen, device=dev,
+                        channels_last=channels_last)
+            y = train.labels[idx].to(dev, non_blocking=True)
+            with autocast(dev, amp):
+                data_loss = F.cross_entropy(model(x), y)
+            loss = data_loss + penalty() if penalty is not None else data_loss
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            hist.steps += 1
+            loss_sum += data_loss.detach().float()
+            bar.update(1)
+        epoch_loss = (loss_sum / steps_per_epoch).item()  # one host sync per epoch, not per step
+        if epoch == 0 and max_seconds is not None and epochs > 1:
+            affordable = max(1, int(max_seconds // max(1e-9, time.perf_counter() - start)))
+            if affordable < epochs:
+                epochs, total = affordable, steps_per_epoch * affordable
+                shape["lr"] = warmup_cosine(total, min(hyper.warmup_steps(total), steps_per_epoch))
+                hist.time_capped = True
+                bar.total = total
+                bar.refresh()
+                log.warning(f"{desc}: the time budget of {max_seconds:.0f} s allows {affordable} of "
+                            f"{hist.planned_steps // steps_per_epoch} epochs ({total} of {hist.planned_steps} "
+                            "steps); this run will be under-trained and is recorded as such")
+        hist.train_loss.append(epoch_loss)
+        if not math.isfinite(epoch_loss):
+            hist.status = "diverged"
+            break
+        if val is None or len(val) == 0:  # fixed schedule: the last epoch is the model
+            hist.best_epoch = epoch
+            bar.set_postfix(loss=f"{epoch_loss:.3f}")
+            continue
+        acc = evaluate(model, val, mean, std, amp=amp)
+        hist.val_acc.append(acc)
+        if best_state is None or acc > hist.best_val:
+            hist.best_val, hist.best_epoch = acc, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        bar.set_postfix(loss=f"{epoch_loss:.3f}", val=f"{acc:.3f}")
+    bar.close()
     hist.train_seconds = time.perf_counter() - start
-    hist.peak_mem_mb = mem.mb
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -25,3 +25,19 @@ def partial1_run():
     from helpers import tiny
 
     return ftlib.run(tiny(ftlib.partial(k=1), epochs=2), progress=False, return_model=True)
+
+
+# The quick loop while editing is `./run test -m "not slow"`: these test files start processes (the CLI, Ray,
+# pip, notebooks' kernels) or train real runs beyond a few steps, so they are marked `slow`. `./run test` (CI,
+# README) runs everything. Measured per file with `./run test --durations=0`.
+SLOW_FILES = {
+    "test_executors.py", "test_bench.py", "test_train_cli.py", "test_predict_cli.py", "test_auto.py",
+    "test_conventions.py", "test_reliability.py", "test_paths.py", "test_validation.py", "test_checkpoint_run.py",
+    "test_speed.py", "test_datasets.py", "test_headline.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_FILES or item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)

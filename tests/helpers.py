@@ -58,7 +58,7 @@ def records():
             out.append({
                 "run_id": f"{shots}-{label}-{seed}", "dataset": "toy", "backbone": "tiny",
                 "strategy": strategy, "strategy_label": label, "shots": shots, "seed": seed,
-                "status": "ok", "val_acc": acc + 0.01, "test_acc": acc,
+                "n_train": 10 if shots == 5 else 100, "num_classes": 2, "status": "ok", "val_acc": acc + 0.01, "test_acc": acc,
                 "train_seconds": 10.0 * (seed + 1),
                 "trainable_params": 100 if strategy == "partial" else 1000, "peak_mem_mb": 50.0,
                 "curves": {"train_loss": [1.0, 0.5], "val_acc": [acc - 0.1, acc + 0.01]},

@@ -8,7 +8,7 @@ import pytest
 from helpers import rows, sigkill_bench_after_first_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--profile", "smoke", "--dataset", "hymenoptera", "--quiet"]
+TINY = ["--profile", "smoke", "--dataset", "hymenoptera"]
 
 
 def cli(*args, timeout=600):
@@ -29,6 +29,8 @@ def test_bench_writes_store_summary_plots_and_skips_finished_runs(tmp_path):
     assert again.returncode == 0
     assert "0 to run" in again.stdout
     assert rows(out) == got  # nothing recomputed, nothing duplicated
+    quiet = cli(*TINY, "--strategies", "linear_probe,full", "--out", out, "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == ""  # --quiet: warnings and errors only
 
 
 def test_sigkill_mid_grid_loses_nothing_and_resumes_to_identical_metrics(tmp_path):
@@ -67,7 +69,8 @@ def test_diverged_run_is_stored_and_the_grid_goes_on(tmp_path):
     (["--shots", "500"], "shots=500 is more than class 'bees' has for training"),
     (["--shots", "-3"], "shots must be 'all' or a positive integer"),
     (["--seeds", "0,one"], "--seeds must be integers >= 0, got 'one'"),
-    (["--epochs", "x"], "--epochs must be a positive integer"),
+    (["--passes", "x"], "--passes must be a number > 0"),
+    (["--epochs", "3"], "unrecognized arguments: --epochs 3"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     res = cli(*TINY, "--out", str(tmp_path / "o"), *args)

@@ -1,4 +1,6 @@
 """Datasets: official counts, seeded stratified k-shot splits, user image folders, tensor transforms."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -75,7 +77,10 @@ def test_cpu_grid_reads_no_label_beyond_its_k_shots():
         for seed in (0, 1):
             ds = ftlib.load_dataset(d, shots=k, seed=seed, resolution=32)
             assert len(ds.val) == 0
-            assert per_class(ds.train, len(ds.classes)) == [k] * len(ds.classes)
+            if k == "all":  # every labelled training image, none of the test split's
+                assert len(ds.train) == ds.sizes["train"] and not as_set(ds.train) & as_set(ds.test)
+            else:
+                assert per_class(ds.train, len(ds.classes)) == [k] * len(ds.classes)
 
 
 # ---------------------------------------------------------------- k-shot splits
@@ -174,8 +179,9 @@ def test_imagefolder_respects_train_val_test_subfolders(tmp_path, private_cache)
         for cls in ("a", "b"):
             for i in range(count):
                 _png(root / part / cls / f"{i}.png", (red[part], 50 if cls == "a" else 150, 0))
-    default = ftlib.load_dataset(f"imagefolder:{root}", resolution=16)  # no val split: val/ joins the pool
-    assert per_class(default.train, 2) == [8, 8] and len(default.val) == 0 and per_class(default.test, 2) == [3, 3]
+    default = ftlib.load_dataset(f"imagefolder:{root}", resolution=16)  # no val split asked: val/ is left unread
+    assert per_class(default.train, 2) == [6, 6] and len(default.val) == 0 and per_class(default.test, 2) == [3, 3]
+    assert (default.train.images[:, 0] == red["train"]).all()  # never pooled into train
     ds = ftlib.load_dataset(f"imagefolder:{root}", resolution=16, val_per_class=2)  # asked for: val/ is used
     assert ds.classes == ["a", "b"]
     assert per_class(ds.train, 2) == [6, 6] and per_class(ds.val, 2) == [2, 2] and per_class(ds.test, 2) == [3, 3]
@@ -199,6 +205,31 @@ def test_imagefolder_without_val_carves_val_from_train(tmp_path, private_cache):
     assert len(ds.val) == 4 and (ds.val.images[:, 0] == 10).all()
     assert len(ds.train) + len(ds.val) == 20
     assert len(ftlib.load_dataset(f"imagefolder:{root}", resolution=16).val) == 0  # by default: no val
+
+
+HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hymenoptera_data"
+
+
+@pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="the hymenoptera mirror is not beside this clone")
+def test_the_val_rule_splits_a_folder_exactly_like_the_built_in_hymenoptera(tmp_path, private_cache):
+    """Without test/, val/ is the test split (the tutorial's layout); with test/, val/ is only ever val."""
+    built_in = ftlib.load_dataset("hymenoptera", resolution=32)
+    sizes = lambda ds: [per_class(s, 2) for s in (ds.train, ds.val, ds.test)]  # noqa: E731
+    assert sizes(built_in) == [[123, 121], [0, 0], [70, 83]]
+    tutorial = ftlib.load_dataset(f"imagefolder:{HYMENOPTERA}", resolution=32)  # train/ + val/
+    assert tutorial.classes == built_in.classes and sizes(tutorial) == sizes(built_in)
+    assert torch.equal(tutorial.test.images, built_in.test.images)
+    three = tmp_path / "three"  # train/ + val/ + test/: the tutorial's val/ moved to test/, a new val/
+    three.mkdir()
+    (three / "train").symlink_to(HYMENOPTERA / "train")
+    (three / "test").symlink_to(HYMENOPTERA / "val")
+    for c, g in (("ants", 40), ("bees", 160)):
+        for i in range(4):
+            _png(three / "val" / c / f"{i}.png", (250, g, 10 * i))
+    plain = ftlib.load_dataset(f"imagefolder:{three}", resolution=32)
+    assert sizes(plain) == sizes(built_in)  # val/ is neither trained on nor tested on
+    with_val = ftlib.load_dataset(f"imagefolder:{three}", resolution=32, val_per_class=3)
+    assert sizes(with_val) == [[123, 121], [3, 3], [70, 83]] and (with_val.val.images[:, 0] == 250).all()
 
 
 def test_imagefolder_missing_path_says_where(tmp_path):

@@ -10,7 +10,6 @@ import ftlib
 from ftlib.backbones import Backbone, build_blocks
 from ftlib.diagnostics import bn_drift, bn_running_stats, block_distance_table, group_table, l2sp_coverage
 from ftlib.penalties import L2SPPenalty
-from ftlib.runs import param_groups
 from ftlib.train import frozen_batchnorms, set_train_mode
 
 
@@ -111,10 +110,10 @@ def test_group_table_shows_no_decay_on_penalised_parameters():
     bb = toy_backbone()
     strategy = ftlib.l2sp(alpha=0.1, beta=0.01)
     pen = L2SPPenalty.for_backbone(bb, strategy.alpha, strategy.beta)
-    table = group_table(param_groups(bb, strategy, 0.01, pen), pen)
+    table = group_table(strategy.param_groups(bb, 0.01, pen), pen)
     assert table.params.sum() == sum(p.numel() for p in bb.model.parameters())
     assert table.penalised.sum() == 2  # conv kernel and head weight
     assert (table.weight_decay == 0).all()
-    full = group_table(param_groups(bb, ftlib.full(), 0.01))
+    full = group_table(ftlib.full().param_groups(bb, 0.01))
     assert (full.penalised == 0).all()
     assert set(full.loc[full.weight_decay > 0, "name"]) == {"body", "head"}  # kernels decay towards 0

@@ -27,7 +27,7 @@ from ftlib.store import ResultStore
 from helpers import rows, sigkill_bench_after_first_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--profile", "smoke", "--dataset", "hymenoptera", "--quiet", "--strategies", "partial:k=0"]
+TINY = ["--profile", "smoke", "--dataset", "hymenoptera", "--strategies", "partial:k=0"]  # not --quiet: reads stdout
 TIMING = {"train_seconds", "timestamp", "peak_mem_mb"}
 
 

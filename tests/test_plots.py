@@ -22,13 +22,19 @@ def sidecar():
     return {r["run_id"]: {k: r[k] for k in ("curves", "block_distance")} for r in records()}
 
 
-def test_every_plot_returns_axes_or_figure(df, sidecar):
+def test_every_plot_returns_its_figure(df, sidecar):
     fig = plots.plot_acc_vs_shots(df)
     assert isinstance(fig, Figure)
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["5", "all"]
-    assert isinstance(plots.plot_acc_vs_time(df), Axes)
-    ax = plots.plot_block_distance(df, sidecar)
-    assert isinstance(ax, Axes)
+    # x is labelled images per class: 5 shots, and "all" = 100 training images / 2 classes
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["5", "50"]
+    # error bars are standard errors over seeds: full at 5 shots is 0.5, 0.6, 0.7 -> SE 0.1 / sqrt(3)
+    full = next(c for c in fig.axes[0].containers if c.get_label() == "full")
+    segs = full.lines[2][0].get_segments()
+    assert abs((segs[0][1, 1] - segs[0][0, 1]) / 2 - 0.1 / 3 ** 0.5) < 1e-9
+    assert isinstance(plots.plot_acc_vs_time(df), Figure)
+    fig_b = plots.plot_block_distance(df, sidecar)
+    assert isinstance(fig_b, Figure)
+    ax = fig_b.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["stem", "blocks.0", "head"]
     fig = plots.plot_learning_curves(df, sidecar)
     assert isinstance(fig, Figure) and len([a for a in fig.axes if a.get_visible()]) == 2
@@ -44,7 +50,7 @@ def test_every_plot_returns_axes_or_figure(df, sidecar):
     import matplotlib.pyplot as plt
 
     _, mine = plt.subplots()
-    assert plots.plot_acc_vs_time(df, ax=mine) is mine
+    assert plots.plot_acc_vs_time(df, ax=mine) is mine.figure
     assert isinstance(plots.plot_acc_vs_shots(df.iloc[:0]), Figure)
     plt.close("all")
 

@@ -8,7 +8,6 @@ import torch
 import ftlib
 from ftlib.errors import FtlibError
 from ftlib.penalties import L2SPPenalty
-from ftlib.runs import param_groups
 from ftlib.strategies import trainable_parameters
 
 from helpers import tiny
@@ -24,7 +23,7 @@ def test_l2sp_groups_never_decay_a_penalised_parameter(lite0_random, include_bn_
     covered = pen.covered()
     expected_cover = {id(p) for p in bb.model.parameters() if include_bn_bias or p.ndim > 1}
     assert covered == expected_cover
-    groups = param_groups(bb, s, 0.01, pen)
+    groups = s.param_groups(bb, 0.01, pen)
     in_groups = [id(p) for g in groups for p in g["params"]]
     assert sorted(in_groups) == sorted(id(p) for _, p, _ in trainable)  # each trainable param once
     for g in groups:
@@ -38,7 +37,7 @@ def test_l2sp_groups_never_decay_a_penalised_parameter(lite0_random, include_bn_
 
 def test_full_decays_kernels_only(lite0_random):
     bb, s = lite0_random, ftlib.full(weight_decay=5e-4)
-    groups = param_groups(bb, s, 0.02)
+    groups = s.param_groups(bb, 0.02)
     for g in groups:
         if g["weight_decay"] != 0:
             assert g["weight_decay"] == 5e-4
@@ -93,6 +92,47 @@ def test_run_records_its_budget():
     assert rec["steps"] == 3 * (8 * 16 // 4) and rec["selected_epoch"] == 3 == rec["epochs"]
     assert rec["final_train_loss"] == rec["curves"]["train_loss"][-1]
     assert rec["data_source"] == "folder"
+    # passes over the labelled set: 96 steps x batch 4 / 8 images; nothing cut it short
+    assert rec["passes"] == 48.0 and rec["planned_steps"] == rec["steps"] and rec["time_capped"] is False
+
+
+def test_training_accuracy_is_the_models_accuracy_on_the_unaugmented_training_images():
+    """Oracle: the returned model's predictions on the training split, computed here without ftlib's evaluate."""
+    rec, bb, ds = ftlib.run(tiny(ftlib.partial(k=1), epochs=2), progress=False, return_model=True)
+    x = ds.train.images.float().div(255)
+    x = torch.nn.functional.interpolate(x, size=(ds.resolution, ds.resolution), mode="bilinear", antialias=True,
+                                        align_corners=False)
+    x = (x - torch.tensor(bb.mean).view(1, 3, 1, 1)) / torch.tensor(bb.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        pred = bb.model.eval()(x).argmax(1)
+    assert rec["train_acc"] == pytest.approx((pred == ds.train.labels).float().mean().item(), abs=1e-6)
+
+
+def test_schedule_grows_with_the_data_and_has_no_step_cap():
+    from ftlib import hyper
+
+    steps = [hyper.train_steps(n) for n in (10, 100, 1000, 10000)]
+    assert steps == [20, 47, 469, 4688]  # 15 passes of batch 32, at least 20 steps
+    assert hyper.passes_of(4688, 32, 10000) == pytest.approx(15.0, abs=0.01)
+
+
+def test_a_time_budget_shortens_the_run_and_marks_it_under_trained(caplog):
+    """A budget far below one epoch's time: the run keeps one epoch, says so, and is recorded as cut short."""
+    import logging
+
+    from ftlib.report import budget_table, summary_table
+
+    with caplog.at_level(logging.WARNING, logger="ftlib"):
+        rec = ftlib.run(tiny(ftlib.partial(k=1), epochs=4, max_seconds=1e-3), progress=False)
+    assert rec["time_capped"] is True and rec["status"] == "ok"
+    assert rec["planned_steps"] == 4 * 32 and rec["steps"] == 32  # one epoch of 32 steps of the planned 4
+    assert "under-trained" in caplog.text and "time budget" in caplog.text
+    import pandas as pd
+
+    df = pd.DataFrame([rec])
+    row = summary_table(df, formatted=False).iloc[0]
+    assert row.n_seeds == 0 and row.under_trained == 1 and math.isnan(row.test_acc_mean)  # never shown as a result
+    assert budget_table(df).iloc[0]["trains"].startswith("NO")
 
 
 def test_diverged_run_reports_instead_of_raising():

@@ -123,3 +123,48 @@ def test_strategies_are_frozen_hashable_values():
     assert "k=2" in str(ftlib.partial(k=2)) and str(ftlib.partial(k=2)).startswith("Partial(")
     row = ftlib.l2sp(alpha=0.01).hparams()
     assert row["hp_alpha"] == 0.01 and row["hp_beta"] == 0.01 and row["hp_weight_decay"] == 0.0
+
+
+def test_a_new_strategy_is_one_dataclass_that_runs_through_bench_and_the_report(tmp_path, monkeypatch):
+    """Everything a strategy needs -- what trains, its lr, its groups, its table order -- is on its class."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    import ftlib
+    from ftlib import report, strategies
+    from ftlib.bench import bench
+    from helpers import tiny
+
+    @dataclass(frozen=True)
+    class LastBlockOnly(strategies.Strategy):
+        """The last block of the body and the head."""
+
+        name: ClassVar[str] = "last_block"
+        base_lr: ClassVar[float] = 0.002
+        order: ClassVar[int] = 3  # after partial (2), before full (5)
+
+        def trainable_blocks(self, block_names):
+            return [block_names[-2], "head"]
+
+    monkeypatch.setitem(strategies.STRATEGIES, "last_block", LastBlockOnly)
+    s = ftlib.parse_strategy("last_block")
+    assert s.learning_rate(64) == 0.004  # base_lr scaled by the batch rule, no table elsewhere
+    store = bench([tiny(s), tiny("partial:k=1"), tiny("full")], tmp_path, progress=False, log=lambda *a: None)
+    df = store.frame()
+    assert (df.status == "ok").all() and set(df.strategy) == {"last_block", "partial", "full"}
+    assert df.set_index("strategy").lr["last_block"] == 0.002 * 4 / 32  # batch 4 in tiny()
+    labels = list(report.summary_table(df).index.get_level_values("strategy_label"))
+    assert labels == ["partial(k=1)", "last_block", "full"]
+    assert "last_block" in report.budget_table(df).index.get_level_values("strategy_label")
+
+
+def test_a_gradient_strategy_without_a_learning_rate_is_refused_at_definition():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from ftlib import strategies
+
+    with pytest.raises(TypeError, match="sets no base_lr"):
+        @dataclass(frozen=True)
+        class NoLr(strategies.Strategy):
+            name: ClassVar[str] = "no_lr"

@@ -79,19 +79,6 @@ def compact_accuracy(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compact_budget(df: pd.DataFrame) -> str:
-    """Markdown: per dataset × shots, labelled images, steps and final loss / ln C of each gradient-trained strategy."""
-    from ftlib.report import budget_table
-
-    b = budget_table(df)
-    cols = _regime_columns(b)
-    labels = [label for label in dict.fromkeys(label for _, _, label in b.index) if label != "linear_probe"]
-    lines = ["| steps · loss/ln C | " + " | ".join(f"{d} {s}" for d, s in cols) + " |", "|---|" + "---:|" * len(cols)]
-    lines.append("| labelled images | " + " | ".join(f"{int(b.loc[(d, s)].labelled.max()):,}" for d, s in cols) + " |")
-    lines += _rows(b, cols, labels, lambda r, col: f"{r.steps:.0f} · {r['loss / ln C']:.2f}")
-    return "\n".join(lines) + "\n"
-
-
 def _cell(df, d, k, strategy):
     ok = df[(df.dataset == d) & (df.shots.astype(str) == str(k)) & (df.strategy == strategy) & (df.status == "ok")]
     return ok.test_acc.to_numpy(float), ok
@@ -100,6 +87,11 @@ def _cell(df, d, k, strategy):
 def _loss(ok) -> str:
     frac = (pd.to_numeric(ok.final_train_loss) / np.log(pd.to_numeric(ok.num_classes))).mean()
     return f"{pd.to_numeric(ok.steps).mean():.0f} steps, final loss {frac:.2f} ln C"
+
+
+def _steps_range(df, strategy) -> str:
+    steps = pd.to_numeric(df[(df.strategy == strategy) & (df.status == "ok")].steps)
+    return f"{steps.min():.0f}–{steps.max():.0f}" if len(steps) else "–"
 
 
 def findings(df: pd.DataFrame) -> str:
@@ -150,15 +142,71 @@ def findings(df: pd.DataFrame) -> str:
                    f"{100 * c.ours.min():+.1f} to {100 * c.ours.max():+.1f} points (mean {100 * c.ours.mean():+.1f}); "
                    f"published {100 * PUBLISHED['c'][4][0]:+.1f} to {100 * PUBLISHED['c'][4][1]:+.1f} after 9,000 "
                    f"steps of ResNet-101. Directions: {', '.join(f'{n}× {v}' for v, n in c.direction.value_counts().items())}. "
-                   f"Budget: 20–100 steps per run.")
+                   f"Budget: {_steps_range(df, 'l2sp')} steps per run.")
     d = eff[eff.effect == "d"]
     if len(d):
         few = d[d.shots.isin([reg[x][0] for x in reg])]
-        out.append(f"**Pretraining is worth most at few shots.** The best pretrained strategy beats scratch by "
-                   f"{100 * few.ours.min():.0f}–{100 * few.ours.max():.0f} points at {', '.join(sorted(set(few.shots)))} "
-                   f"shots with the same steps (published {100 * PUBLISHED['d'][3]:.0f} on Caltech-101 with all "
+        out.append(f"**Pretraining is worth most at few shots.** Full fine-tuning from ImageNet weights beats the same "
+                   f"network from random weights by {100 * few.ours.min():.0f}–{100 * few.ours.max():.0f} points at "
+                   f"{', '.join(sorted(set(few.shots)))} shots with the same steps (published "
+                   f"{100 * PUBLISHED['d'][3]:.0f}, fine-tuned against random initialisation, on Caltech-101 with all "
                    f"its data).")
     return "\n".join(f"- {b}" for b in out) + "\n"
+
+
+SIMILARITY = {"hymenoptera": "near ImageNet: its own ant and bee photos",
+              "cifar10": "ImageNet-like objects at 32 px",
+              "fashion_mnist": "far from ImageNet: grey 28 px product silhouettes"}
+PUBLISHED_FOR = {"hymenoptera": "a", "cifar10": "a'", "fashion_mnist": "b"}  # ftlib.headline.PUBLISHED keys
+
+
+def _size(df, d, k) -> str:
+    from ftlib.plots import per_class
+
+    rows = df[(df.dataset == d) & (df.shots.astype(str) == str(k))]
+    n = per_class(rows).mean() if len(rows) else float("nan")
+    return f"{n:.0f}" if str(k).isdigit() else f"all ({n:.0f})"
+
+
+def crossover_block(df: pd.DataFrame) -> str:
+    """Markdown: per dataset and size, full and LP-FT against the probe (gap ± SE over seeds), and where each
+    overtakes it (ahead beyond 2 SE from that size on), beside the published full − probe effect."""
+    from ftlib.headline import PUBLISHED, crossover, overtakes
+
+    t = crossover(df)
+    since = overtakes(t)
+    lines = ["| dataset | images per class | probe | full − probe | LP-FT − probe |", "|---|---:|---:|---:|---:|"]
+    for (d, k), grp in t.groupby(["dataset", "shots"], sort=False):
+        probe, _ = _cell(df, d, k, "linear_probe")
+        cells = {r.strategy: f"{100 * r.gap:+.1f} ± {100 * r.se:.1f} ({r.verdict})" for r in grp.itertuples()}
+        lines.append(f"| {d} | {_size(df, d, k)} | {probe.mean():.3f} | {cells.get('full', '–')} | "
+                     f"{cells.get('lp_ft', '–')} |")
+    text = ["Gaps in accuracy points, mean over seeds ± the standard error of the difference; \"ahead\"/\"behind\" "
+            "beyond 2 SE, else \"tie\".", "", *lines, ""]
+    for d in dict.fromkeys(t.dataset):
+        parts = []
+        for s, name in (("full", "Full fine-tuning"), ("lp_ft", "LP-FT")):
+            k = since.get((d, s))
+            parts.append(f"{name} overtakes the probe from {_size(df, d, k)} images per class" if k else
+                         f"{name} does not overtake the probe within the grid")
+        key = PUBLISHED_FOR.get(d)
+        pub = (f" Published ({PUBLISHED[key][0]}): {100 * PUBLISHED[key][3]:+.1f} points, {PUBLISHED[key][5]}."
+               if key else "")
+        text.append(f"- **{d}** ({SIMILARITY.get(d, '')}): {'; '.join(parts)}.{pub}")
+    return "\n".join(text) + "\n"
+
+
+def which_strategy(df: pd.DataFrame) -> str:
+    """Markdown of ``ftlib.report.which_strategy``: per dataset and size, the strategy to train (the cheapest
+    within 2 SE of the best mean), its accuracy and training time, and the best mean where it is another."""
+    from ftlib.report import which_strategy as pick
+
+    lines = ["| data | images per class | train this | its accuracy | its training time | best mean (if another) |",
+             "|---|---:|---|---:|---:|---|"]
+    for (d, k), r in pick(df).iterrows():
+        other = "" if r.pick == r.best else f"{r.best} {r.best_acc:.3f}"
+        lines.append(f"| {d} | {_size(df, d, k)} | **{r.pick}** | {r.acc:.3f} | {r.seconds:.0f} s | {other} |")
+    return "\n".join(lines) + "\n"
 
 
 NOTEBOOKS = {  # file stem -> what it teaches (one line each)
@@ -232,12 +280,15 @@ def update(readme=ROOT / "README.md", results_md=ROOT / "docs" / "results.md", r
     plt.close(fig)
     write_summary(results_dir, run_ids=set(df.run_id))
     scaling = (ROOT / "docs" / "_readme_scaling.md").read_text(encoding="utf-8")
+    ownfolder = (ROOT / "docs" / "_readme_ownfolder.md").read_text(encoding="utf-8")
     readme_blocks = {
         "findings": findings(df),
         "notebooks": notebook_table(),
-        "headline": f"{headline_meta(df)}\n\n{compact_accuracy(df)}\n![test accuracy against shots](results/{PLOT})\n",
-        "budget": compact_budget(df),
+        "headline": f"{headline_meta(df)}\n\n{compact_accuracy(df)}\n![test accuracy against labelled images per class](results/{PLOT})\n",
+        "crossover": crossover_block(df),
+        "which": which_strategy(df),
         "scaling: docs/_readme_scaling.md": scaling,
+        "ownfolder: docs/_readme_ownfolder.md": ownfolder,
     }
     text = Path(readme).read_text(encoding="utf-8")
     Path(readme).write_text(write_blocks(text, {k: v for k, v in readme_blocks.items()
@@ -247,6 +298,7 @@ def update(readme=ROOT / "README.md", results_md=ROOT / "docs" / "results.md", r
         "budget": to_markdown(budget_table(df)),
         "headline": f"{headline_meta(df)}\n\n{to_markdown(summary_table(df), columns=cols)}",
         "literature": literature(df, side) + "\n",
+        "crossover": crossover_block(df) + f"\n![test accuracy against labelled images per class](../results/{PLOT})\n",
         "gpu": gpu_section(),
     }
     text = Path(results_md).read_text(encoding="utf-8")
