@@ -134,7 +134,7 @@ def measure(tiny: bool) -> dict:
                   f"{side}_eval_images_per_s": len(ds.test) / statistics.median(times)})
     eval_ratio = d["ftlib_eval_images_per_s"] / d["naive_eval_images_per_s"]
     start = time.perf_counter()  # the folded copy's one-off build (done above, by the probe's feature extraction)
-    fold_batchnorm(bb.model, res, activations=True)
+    fold_batchnorm(bb.model, res)
     d["fold_build_seconds"] = time.perf_counter() - start
     d["eval_vs_naive_incl_fold_build"] = (len(ds.test) / (d["ftlib_eval_seconds"] + d["fold_build_seconds"])
                                           / d["naive_eval_images_per_s"])
@@ -227,8 +227,8 @@ NCHW tensors, with `loss.item()` and a correct-count `.item()` every step, SGD m
   `full()`, same data, epochs and batch; ratio of wall times (fastest of each).
 - **eval_vs_naive**: the tutorial's val loop (PIL + `DataLoader`, NCHW, batch 32, `no_grad`) vs
   `ftlib.evaluate` (inference mode, channels-last, cached tensors, batch 32, BatchNorm folded into the
-  convolutions of a copy of the model by `ftlib.fuse.folded_view`, each with the ReLU6 after it, where there
-  is one, in the same oneDNN call) on the test split, same weights (the probe's model); median of
+  convolutions of a copy of the model by `ftlib.fuse.folded_view`) on the test split, same weights (the
+  probe's model); median of
   {EVAL_REPEATS} passes each. The copy is built at a model's first evaluation
   (here before the timed passes, in `fit` at its first epoch) and refreshed from the model's weights in
   every pass, which is timed; counting the build ({d['fold_build_seconds']:.2f} s) in a pass anyway gives

@@ -22,7 +22,7 @@ from .auto import choose_strategy
 from .final import train_model
 from .bench import grid, load_or_run, notebook_profile, notebook_store
 from .profiles import PROFILES, get_profile
-from . import plots, report
+from . import diagnostics, literature, plots, report
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -39,6 +39,9 @@ __all__ = [
     # the loop, the probe, the penalty
     "fit", "evaluate", "fit_probe", "extract_features", "L2SPPenalty",
     # benchmarks
-    "grid", "load_or_run", "notebook_profile", "notebook_store", "PROFILES", "get_profile", "plots", "report",
+    "grid", "load_or_run", "notebook_profile", "notebook_store", "PROFILES", "get_profile",
+    # results: tables of runs, figures, tables of one model, the published effects
+    "report", "plots", "diagnostics", "literature",
+    # errors
     "FtlibError",
 ]

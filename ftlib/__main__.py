@@ -317,7 +317,7 @@ def predict_main(args) -> int:
 
 
 def _image_exts():
-    from .sources import IMAGE_EXTS
+    from .images import IMAGE_EXTS
 
     return IMAGE_EXTS
 
@@ -349,7 +349,7 @@ def configure_logging(quiet: bool = False) -> None:
 
 
 def bench_main(args) -> int:
-    from .bench import bench, default_out, grid, report
+    from .bench import bench, default_out, grid, summarise
     from .executors import make_executor
     from .paths import data_root
 
@@ -367,9 +367,34 @@ def bench_main(args) -> int:
                    seeds=given(args.seeds, _seeds), resolution=args.resolution, passes=args.passes)
     store = bench(configs, args.out or default_out(args.profile), progress=not args.quiet,
                   executor=executor)
-    report(store)
+    summarise(store)
     failed = store.failures()  # runs a cluster could not finish: exit 1, a rerun retries them
     return 1 if len(failed) and failed.run_id.isin({c.run_id() for c in configs}).any() else 0
+
+
+def compare_main(args) -> int:
+    from pathlib import Path
+
+    from .bench import main_grid
+    from .report import compare_stores, finished
+    from .store import ResultStore
+
+    frames = []
+    for path in (args.reference, args.rerun):
+        if not (Path(path) / "results.csv").exists():
+            raise FtlibError(f"no results store at {path} (a directory with results.csv, written by "
+                             "python -m ftlib bench)")
+        frames.append(main_grid(ResultStore(path).frame()))
+    if not all(len(finished(df)) for df in frames):
+        raise FtlibError("both stores need finished main-grid runs (python -m ftlib bench --profile cpu)")
+    t = compare_stores(*frames)
+    print(t.round(3).to_string())
+    for side in ("reference", "rerun"):
+        counts = sorted({n for cell in t[f"threads_{side}"] for n in cell.split(",")})
+        print(f"torch threads per run, {side}: {', '.join(counts)}")
+    print(f"cells within 2 standard errors: {int(t.within_2se.sum())}/{len(t)}; "
+          f"largest |diff| {t['diff'].abs().max():.3f}")
+    return 0
 
 
 class _Terminated(KeyboardInterrupt):
@@ -406,15 +431,7 @@ def _main(argv=None) -> int:
         if args.command == "bench":
             return bench_main(args)
         if args.command == "compare":
-            from .headline import compare_stores
-            t = compare_stores(args.reference, args.rerun)
-            print(t.round(3).to_string())
-            for side in ("reference", "rerun"):
-                counts = sorted({n for cell in t[f"threads_{side}"] for n in cell.split(",")})
-                print(f"torch threads per run, {side}: {', '.join(counts)}")
-            print(f"cells within 2 standard errors: {int(t.within_2se.sum())}/{len(t)}; "
-                  f"largest |diff| {t['diff'].abs().max():.3f}")
-            return 0
+            return compare_main(args)
         parser.print_help()
         return 2
     except FtlibError as e:

@@ -1,4 +1,4 @@
-"""The benchmark runner: a grid of runs into a resumable results store, then tables and plots.
+"""The benchmark runner: a grid of runs into a resumable results store, then its summary page.
 
 A finished run is never recomputed: each config's hash is its key in the store, and a
 row is written atomically the moment its run ends. Where runs execute (this process, local
@@ -15,10 +15,11 @@ from .backbones import DEFAULT_BACKBONE, load_backbone
 from .datasets import clear_memory, load_dataset
 from .errors import FtlibError
 from .executors import LocalExecutor
-from .paths import clean_stale_tmp, data_root, writable_dir
+from .cache import clean_stale_tmp
+from .page import write_summary
+from .paths import data_root, writable_dir
 from .profiles import get_profile, strategies_at
 from .report import summary_table, to_markdown
-from .summary import write_summary
 from .runs import RunConfig
 from .sources import check_outside
 from .splits import parse_shots
@@ -64,6 +65,16 @@ def grid(profile: str = "cpu", datasets=None, backbone: str = DEFAULT_BACKBONE, 
                     min_steps=prof.min_steps, max_seconds=prof.max_seconds, val_per_class=prof.val_per_class,
                     profile=prof.name, **extra))
     return configs
+
+
+def main_grid_ids() -> set:
+    """The run ids of the main grid: the ``cpu`` profile's default grid, the one the README reports."""
+    return {c.run_id() for c in grid("cpu")}
+
+
+def main_grid(df):
+    """The main grid's rows of a results frame (notebook and other runs left out), index reset."""
+    return df[df.run_id.isin(main_grid_ids())].reset_index(drop=True) if len(df) else df
 
 
 def check(configs: list) -> None:
@@ -212,7 +223,7 @@ def load_or_run(configs: list, out=None, progress: bool = False):
     return df, {k: v for k, v in side.items() if k in ids}
 
 
-def report(store: ResultStore, log=_LOG.info) -> dict:
+def summarise(store: ResultStore, log=_LOG.info) -> dict:
     """Write ``summary.md`` and the PNGs; print the table and the paths."""
     paths = write_summary(store.path)
     df = store.frame()

@@ -11,7 +11,7 @@ from PIL import Image
 
 from .backbones import load_backbone
 from .errors import FtlibError
-from .paths import atomic_save, digest
+from .cache import atomic_save, digest
 from .train import predict_logits
 
 # version 1: state_dict + config + sha256 of the weights; a reader refuses versions it does not know
@@ -145,14 +145,14 @@ def _as_uint8(images, resolution: int) -> torch.Tensor:
     """Paths, PIL images, or a uint8 (or [0, 1] float) tensor -> uint8 batch ``[N, C, H, W]`` at ``resolution``."""
     if isinstance(images, torch.Tensor):
         return _tensor_as_uint8(images)
-    from .sources import _decode, center_crop
+    from .images import center_crop, decode
 
     out = []
     for im in images:
         if isinstance(im, Image.Image):
             arr = center_crop(im, resolution)
         elif isinstance(im, (str, Path)):
-            arr = _decode(Path(im), resolution)
+            arr = decode(Path(im), resolution)
             if arr is None:
                 raise FtlibError(f"cannot read image {im}")
         else:
@@ -209,7 +209,7 @@ def image_files(paths) -> tuple:
 
     Returns ``(files, missing)``: the files found, and the given paths that do not exist.
     """
-    from .sources import IMAGE_EXTS
+    from .images import IMAGE_EXTS
 
     files, missing = [], []
     for p in map(Path, paths):
@@ -234,7 +234,7 @@ def predict_files(model: FineTuned, paths, top: int = 1, batch: int = 64) -> tup
         >>> rows[0]["path"], rows[0]["top"]  # doctest: +SKIP
         ('photos/a.jpg', [('bees', 0.93), ('ants', 0.07)])
     """
-    from .sources import _decode
+    from .images import decode
 
     files, missing = image_files(paths)
     skipped = [(str(p), "no such file or folder") for p in missing]
@@ -242,7 +242,7 @@ def predict_files(model: FineTuned, paths, top: int = 1, batch: int = 64) -> tup
     for i in range(0, len(files), batch):
         arrays, names = [], []
         for f in files[i: i + batch]:
-            arr = _decode(f, model.resolution)
+            arr = decode(f, model.resolution)
             if arr is None:
                 skipped.append((str(f), "not a readable image"))
             else:

@@ -15,7 +15,7 @@ import torch
 
 from . import sources
 from .errors import FtlibError, unknown
-from .paths import atomic_save, verified_load
+from .cache import atomic_save, verified_load
 from .splits import split_indices
 from .transforms import to_float
 

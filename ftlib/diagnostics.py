@@ -1,7 +1,9 @@
-"""Diagnostics the tutorials show: BatchNorm statistics drift, per-block weight distances, L2-SP coverage.
+"""Tables of one model, and the reads they are made of: blocks, predictions, BatchNorm drift, L2-SP coverage, groups.
 
-Each function is a small pure read of a model, a penalty or a results frame, returning a
-pandas DataFrame, so a notebook can print it and assert on it.
+Each table is a small read of one model (with its penalty, optimiser groups or a split to
+predict) as a pandas DataFrame, so a notebook can print it and assert on it; ``bn_running_stats``
+and ``logits_at`` are the raw reads beneath them. Nothing here trains; the predictions come from
+``ftlib.train.predict_logits``.
 
 Example:
     >>> import torch
@@ -20,9 +22,12 @@ import torch
 from torch import nn
 
 from .backbones import Backbone
-from .train import BN_TYPES
+from .datasets import ImageTensors
+from .errors import FtlibError
+from .train import BN_TYPES, predict_logits
 
 STATS = ("running_mean", "running_var")
+TOP = 5  # ImageNet top-k shown by ``imagenet_top5``
 
 
 def bn_running_stats(model: nn.Module) -> dict:
@@ -89,38 +94,6 @@ def bn_drift(model, reference: dict) -> pd.DataFrame:
                                        "identical"])
 
 
-def block_distance_table(df: pd.DataFrame, sidecar: dict, by: str = "strategy_label") -> pd.DataFrame:
-    """Mean relative weight distance ||w - w0|| / ||w0|| per block over runs, one column per ``by`` value.
-
-    The numbers are the ``block_distance`` each run recorded (``ftlib.runs.block_distances``);
-    this only averages them over seeds. Filter ``df`` to one dataset and shot count first.
-
-    Args:
-        df: Results frame (``ftlib.load_or_run`` or ``ResultStore.frame()``), ok runs only.
-        sidecar: ``{run_id: {"block_distance": {block: distance}}}`` from the same store.
-        by: Column whose values become the table's columns.
-
-    Returns:
-        DataFrame indexed by block (stem -> head), columns in order of first appearance.
-
-    Example:
-        >>> df = pd.DataFrame({"run_id": ["a", "b"], "strategy_label": ["full", "full"]})
-        >>> side = {"a": {"block_distance": {"stem": 0.1, "head": 1.0}},
-        ...         "b": {"block_distance": {"stem": 0.3, "head": 1.0}}}
-        >>> round(float(block_distance_table(df, side).loc["stem", "full"]), 3)
-        0.2
-    """
-    columns, blocks = {}, {}
-    for value, grp in df.groupby(by, sort=False):
-        dists = [sidecar[r]["block_distance"] for r in grp["run_id"] if sidecar.get(r, {}).get("block_distance")]
-        blocks.update(dict.fromkeys(b for d in dists for b in d))  # stem -> head, as recorded
-        columns[value] = dists
-    table = pd.DataFrame({value: [np.mean([d[b] for d in dists if b in d]) if dists else np.nan for b in blocks]
-                          for value, dists in columns.items()}, index=list(blocks))
-    table.index.name = "block"
-    return table
-
-
 def l2sp_coverage(bb, penalty) -> pd.DataFrame:
     """Which parameters of ``bb`` an ``ftlib.L2SPPenalty`` acts on, counted per block.
 
@@ -163,3 +136,76 @@ def group_table(groups: list, penalty=None) -> pd.DataFrame:
                           "tensors": len(g["params"]), "params": sum(p.numel() for p in g["params"]),
                           "penalised": sum(id(p) in covered for p in g["params"])}
                          for i, g in enumerate(groups)])
+
+
+def block_table(bb) -> pd.DataFrame:
+    """Parameters per block of ``bb.blocks`` (stem -> head) and their share of the total.
+
+    Example:
+        >>> import ftlib
+        >>> bb = ftlib.load_backbone("timm/tf_efficientnet_lite0", num_classes=2, pretrained=False)
+        >>> int(block_table(bb).iloc[-1]["parameters"])  # the new 2-class head: 1280 x 2 + 2
+        2562
+    """
+    counts = [(name, sum(p.numel() for p in module.parameters())) for name, module in bb.blocks]
+    df = pd.DataFrame(counts, columns=["block", "parameters"])
+    df["share"] = df["parameters"] / df["parameters"].sum()
+    return df
+
+
+def logits_at(model, split, mean, std, index=None) -> torch.Tensor:
+    """The model's logits for the images of ``split`` at positions ``index`` (every image when None)."""
+    if index is not None:
+        index = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        split = ImageTensors(split.images[index], split.labels[index], split.classes, split.resolution)
+    return predict_logits(model, split, mean, std)
+
+
+def imagenet_top5(bb, split, n: int = 4, index=None) -> pd.DataFrame:
+    """The ImageNet head's five most likely labels for some images of ``split``.
+
+    Args:
+        bb: A backbone that kept its 1000-class ImageNet head (``num_classes=None``).
+        split: Images to label; their own class names go in the ``true`` index level.
+        n: How many images: the first ``n`` unless ``index`` is given.
+        index: Positions in ``split`` to use instead of the first ``n``.
+
+    Returns:
+        One row per (image, true, rank): ``imagenet_class``, ``label`` (the first name of
+        ``timm.data.ImageNetInfo``'s description) and ``probability``.
+
+    Example:
+        >>> bb = ftlib.load_backbone("timm/tf_efficientnet_lite0")  # doctest: +SKIP
+        >>> imagenet_top5(bb, ds.test, index=[0, 150])  # doctest: +SKIP
+    """
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    index = np.arange(min(n, len(split))) if index is None else np.asarray(index)
+    logits = logits_at(bb.model, split, bb.mean, bb.std, index)
+    if logits.shape[1] != 1000:
+        raise FtlibError(f"imagenet_top5 needs the 1000-class ImageNet head, this model has {logits.shape[1]} "
+                         f"outputs; load it with ftlib.load_backbone(name) (num_classes=None)")
+    probs, top = torch.softmax(logits, 1).topk(TOP, dim=1)
+    rows = [(int(i), split.classes[int(split.labels[i])], rank + 1, int(c),
+             info.index_to_description(int(c)).split(",")[0], float(p))
+            for i, ps, cs in zip(index, probs, top) for rank, (p, c) in enumerate(zip(ps, cs))]
+    df = pd.DataFrame(rows, columns=["image", "true", "rank", "imagenet_class", "label", "probability"])
+    return df.set_index(["image", "true", "rank"])
+
+
+def confusion(model, split, mean, std) -> pd.DataFrame:
+    """Confusion matrix of ``model`` on ``split``: rows are true classes, columns predictions.
+
+    ``cm.values.trace() / cm.values.sum()`` is the accuracy ``ftlib.evaluate`` reports.
+
+    Example:
+        >>> cm = confusion(bb.model, ds.test, bb.mean, bb.std)  # doctest: +SKIP
+        >>> int(cm.values.sum()) == len(ds.test)  # doctest: +SKIP
+        True
+    """
+    k = len(split.classes)
+    pred = logits_at(model, split, mean, std).argmax(1)
+    counts = torch.bincount(split.labels * k + pred, minlength=k * k).reshape(k, k).numpy()
+    return pd.DataFrame(counts, index=pd.Index(split.classes, name="true"),
+                        columns=pd.Index(split.classes, name="predicted"))

@@ -24,6 +24,7 @@ from .datasets import load_dataset
 from .errors import FtlibError
 from .paths import writable_dir
 from .profiles import get_profile
+from .report import ln_c
 from .runs import RunConfig, prepare_run, run
 from .sources import check_outside
 from .splits import check_test_fraction, parse_shots
@@ -210,7 +211,7 @@ def _metrics(record, bb, ds, resolved, estimate, evidence, test_fraction) -> dic
                                        "exists (--test-fraction 0)",
         "budget": {"steps": record["steps"], "passes": record["passes"],
                    "batch_size": bs, "lr": record["lr"], "final_train_loss": loss,
-                   "final_train_loss_over_ln_c": loss / math.log(k) if loss is not None else None,
+                   "final_train_loss_over_ln_c": loss / ln_c(k) if loss is not None else None,
                    "train_accuracy": record["train_acc"],
                    "train_seconds": record["train_seconds"], "estimated_seconds": estimate["seconds"],
                    "peak_mem_mb": record["peak_mem_mb"], "trainable_params": record["trainable_params"]},
@@ -230,7 +231,7 @@ def _plots(metrics: dict, record: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from .viz import plot_confusion
+    from .plots import plot_confusion
 
     if metrics["test"]:
         cm = metrics["test"]["confusion_matrix"]
@@ -245,7 +246,7 @@ def _plots(metrics: dict, record: dict, out: Path) -> None:
         loss = curves["train_loss"]
         per_epoch = metrics["budget"]["passes"] / len(loss)
         ax.plot([per_epoch * (i + 1) for i in range(len(loss))], loss, marker="o")
-        ax.axhline(math.log(len(metrics["classes"])), color="grey", ls=":", label="chance (ln C)")
+        ax.axhline(ln_c(len(metrics["classes"])), color="grey", ls=":", label="chance (ln C)")
         ax.set(xlabel="passes over the labelled images", ylabel="training loss (cross-entropy)",
                title=f"{metrics['strategy']}: {metrics['budget']['steps']} steps")
         ax.legend()

@@ -9,9 +9,9 @@ one image and keeping the BatchNorms whose input *is* the output of the conv cal
 anything else is left as it was.
 
 ``folded_view`` keeps one folded copy per model and refreshes it from the model's weights, which is
-what ``evaluate`` uses once per epoch inside ``fit``. In that copy each folded conv also takes the
-ReLU6 after it into the same oneDNN call (``ConvAct``): the activation no longer makes a second pass
-over the conv's output.
+what ``evaluate`` uses once per epoch inside ``fit``. (Running each folded conv and its ReLU6 as one
+oneDNN call was measured and left out: 1.11x on ``evaluate`` alone, a fraction of a percent of a run;
+experiments/convact-eval-speed/.)
 
 Example:
     >>> fast = fold_batchnorm(bb.model)  # doctest: +SKIP
@@ -20,11 +20,9 @@ Example:
 from __future__ import annotations
 
 import copy
-import functools
 import weakref
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -73,9 +71,8 @@ def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple:
     return conv.weight * scale.view(-1, 1, 1, 1), shift + (bias - bn.running_mean) * scale
 
 
-def _fold(model: nn.Module, resolution: int, activations: bool = False) -> tuple:
-    """``(eval-mode copy with the pairs folded, [(conv name, bn name)] of the pairs)``; with ``activations``
-    a folded conv and the ReLU6 / ReLU kept in its BatchNorm's place become one ``ConvAct``."""
+def _fold(model: nn.Module, resolution: int) -> tuple:
+    """``(eval-mode copy with the pairs folded, [(conv name, bn name)] of the pairs)``."""
     model = copy.deepcopy(model).eval()
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if first is None or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
@@ -92,102 +89,18 @@ def _fold(model: nn.Module, resolution: int, activations: bool = False) -> tuple
             weight, bias = _folded(conv, bn)
             conv.weight.copy_(weight)
             conv.bias = nn.Parameter(bias, requires_grad=False)
-        rest = _affine_to_act(bn)
-        act = _act_name(rest) if activations else None
-        if act is not None and ConvAct.fits(conv):
-            cparent, cname = names[id(conv)].rpartition(".")[::2]
-            setattr(model.get_submodule(cparent), cname, ConvAct(conv, act))
-            rest = nn.Identity()
-        setattr(parent, name, rest)
+        setattr(parent, name, _affine_to_act(bn))
     return model, [(names[id(conv)], names[id(bn)]) for _, _, conv, bn in pairs]
 
 
-def _act_name(rest: nn.Module) -> str | None:
-    """oneDNN's name for what follows a folded conv: ``"none"``, ``"relu"``, ``"hardtanh"`` (ReLU6), else None."""
-    mods = [m for m in rest.modules() if not isinstance(m, (nn.Sequential, nn.Identity))]
-    if not mods:
-        return "none"
-    if len(mods) == 1 and type(mods[0]) in _ACTS:
-        return _ACTS[type(mods[0])]
-    return None
-
-
-_ACTS = {nn.ReLU: "relu", nn.ReLU6: "hardtanh"}
-_SCALARS = {"none": [], "relu": [], "hardtanh": [0.0, 6.0]}
-
-
-@functools.lru_cache(maxsize=1)
-def _pointwise():
-    """oneDNN's conv with a fused activation (``torch.ops.mkldnn._convolution_pointwise``, what inductor
-    calls), if this torch has it and it gives F.conv2d's answer on a small case; else None."""
-    try:
-        op = torch.ops.mkldnn._convolution_pointwise
-        g = torch.Generator().manual_seed(0)
-        x, w = torch.randn(2, 4, 6, 6, generator=g), torch.randn(8, 4, 3, 3, generator=g)
-        b = torch.randn(8, generator=g)
-        with torch.inference_mode():
-            got = op(x, w, b, [1, 1], [1, 1], [1, 1], 1, "hardtanh", [0.0, 6.0], "")
-            ok = torch.allclose(got, F.hardtanh(F.conv2d(x, w, b, 1, 1), 0.0, 6.0), atol=1e-5)
-        return op if ok else None
-    except (AttributeError, RuntimeError):  # no oneDNN in this build, or another signature
-        return None
-
-
-class ConvAct(nn.Module):
-    """A folded conv and the activation after it as one oneDNN call: the activation is applied while each
-    output tile is still in cache instead of in a second pass over memory. Inference only: on CPU in fp32
-    without autograd; anywhere else it runs ``F.conv2d`` and the activation, with the same outputs.
-    Holds the conv's own ``weight`` and ``bias``, under the same names."""
-
-    def __init__(self, conv: nn.Conv2d, act: str):
-        super().__init__()
-        self.weight, self.bias = conv.weight, conv.bias
-        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
-        self.act = act
-        self.pad_same = _timm_same()[1] if _is_conv2d_same(conv) else None  # timm's "same": pad, then conv unpadded
-
-    @staticmethod
-    def fits(conv: nn.Module) -> bool:
-        return (_pointwise() is not None and (type(conv) is nn.Conv2d or _is_conv2d_same(conv))
-                and conv.padding_mode == "zeros" and not isinstance(conv.padding, str))
-
-    def forward(self, x):
-        if self.pad_same is not None:
-            x = self.pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
-        if x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled():
-            return _pointwise()(x, self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation),
-                                self.groups, self.act, _SCALARS[self.act], "")
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if self.act == "hardtanh":
-            return F.hardtanh(y, 0.0, 6.0)
-        return F.relu(y) if self.act == "relu" else y
-
-
-@functools.lru_cache(maxsize=1)
-def _timm_same() -> tuple:
-    """timm's ``(Conv2dSame, pad_same)``, or ``(None, None)`` without timm."""
-    try:
-        from timm.layers import Conv2dSame
-        from timm.layers.padding import pad_same
-    except ImportError:
-        return None, None
-    return Conv2dSame, pad_same
-
-
-def _is_conv2d_same(conv: nn.Module) -> bool:
-    return _timm_same()[0] is not None and type(conv) is _timm_same()[0]
-
-
-def fold_batchnorm(model: nn.Module, resolution: int = 32, activations: bool = False) -> nn.Module:
+def fold_batchnorm(model: nn.Module, resolution: int = 32) -> nn.Module:
     """An eval-mode copy of ``model`` with every conv -> BatchNorm pair folded into the conv.
 
     ``resolution``: side of the one image the pairs are traced with (use the size the model will
     see: some models accept only their own input size). A model without BatchNorm, or one that
     cannot run that image, comes back unfolded: same outputs, only not faster.
-    ``activations``: also run each folded conv and the ReLU6 / ReLU inside its BatchNorm module (timm's
-    ``BatchNormAct2d``), or the conv alone, as one oneDNN call (``ConvAct``).
     """
-    return _fold(model, resolution, activations)[0]
+    return _fold(model, resolution)[0]
 
 
 # live model -> (its structure, the folded copy, its pairs); an entry goes when its model does
@@ -201,8 +114,7 @@ def _structure(model: nn.Module, resolution: int) -> tuple:
 
 
 def folded_view(model: nn.Module, resolution: int = 32) -> nn.Module:
-    """``fold_batchnorm(model, resolution, activations=True)``, built once per model and refreshed from its
-    current weights.
+    """``fold_batchnorm(model, resolution)``, built once per model and refreshed from its current weights.
 
     ``evaluate`` runs once per epoch on the same model with new weights: the copy and the search for
     conv -> BatchNorm pairs (~0.1 s for lite0 on 2 cores) are done once, and each call only copies the
@@ -213,7 +125,7 @@ def folded_view(model: nn.Module, resolution: int = 32) -> nn.Module:
     key = _structure(model, resolution)
     hit = _FOLDED.get(model)
     if hit is None or hit[0] != key:
-        twin, pairs = _fold(model, resolution, activations=True)
+        twin, pairs = _fold(model, resolution)
         _FOLDED[model] = (key, twin, pairs)
         return twin
     _, twin, pairs = hit

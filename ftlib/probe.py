@@ -22,7 +22,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from .paths import atomic_save, cache_dir, verified_load
+from .cache import atomic_save, verified_load
+from .paths import cache_dir
 from .transforms import prepare
 from .fuse import folded_view
 from .train import EVAL_BATCH, autocast, device_of

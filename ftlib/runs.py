@@ -28,7 +28,8 @@ from .train import PeakMemory, device_of, evaluate, fit
 from .version import __version__
 
 
-_KEY_IF_SET = ("test_fraction",)
+# fields added after stores were written: in a run's key only when they differ from these defaults
+_KEY_UNLESS = {"test_fraction": None, "augment": True}
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class RunConfig:
     profile: str = "custom"
     passes: float = hyper.PASSES
     max_seconds: float | None = None  # time budget for training; None: no budget
+    augment: bool = True  # random-resized crop + flip of every training batch (False: the images as stored)
 
     def __post_init__(self):
         """Every field checked once, here: a config that exists is a config that can run."""
@@ -84,6 +86,8 @@ class RunConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                     or not math.isfinite(value) or value < (1 if name == "min_steps" else 1e-12):
                 raise FtlibError(f"{name} must be a number {rule}, got {value!r}")
+        if not isinstance(self.augment, bool):
+            raise FtlibError(f"augment must be True or False, got {self.augment!r}")
         # an imagefolder: run is keyed on the folder's absolute path and content, computed once here so that
         # the config carries it to any worker (built-in datasets: {}, their run ids are their names)
         object.__setattr__(self, "_folder", folder_identity(self.dataset))
@@ -95,11 +99,12 @@ class RunConfig:
     def key(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("strategy", "profile")}
         d["strategy"] = self.strategy.name
-        for name in _KEY_IF_SET:  # fields added after stores were written: in the key only when set
-            if d.get(name) is None:
+        for name, default in _KEY_UNLESS.items():
+            if d.get(name, default) is default:
                 d.pop(name, None)
         d.update(self.strategy.hparams())
         d.update(self._folder)
+        d["schedule"] = hyper.SCHEDULE  # the rules that fill what the config leaves open
         return d
 
     def run_id(self) -> str:
@@ -171,7 +176,7 @@ def run(config: RunConfig, *, device=None, progress: bool = True, return_model: 
         "strategy_label": s.label, "shots": config.shots, "seed": config.seed, "resolution": config.resolution,
         "epochs": 0 if s.closed_form else resolved["epochs"], "batch_size": resolved["batch_size"], **budget,
         "lr": None if s.closed_form else resolved["lr"], "profile": config.profile,
-        "max_test_per_class": config.max_test_per_class, **s.hparams(),
+        "max_test_per_class": config.max_test_per_class, "augment": config.augment, **s.hparams(),
         "probe_C": probe["C"] if probe else None, "probe_selection": probe["selection"] if probe else None,
         "n_train": len(ds.train), "n_val": len(ds.val), "n_test": len(ds.test),
         "n_labelled": len(ds.train) + len(ds.val), "val_per_class": config.val_per_class,
@@ -230,6 +235,7 @@ def _train(config: RunConfig, ds, bb, resolved: dict, progress: bool):
         hist = fit(model, ds.train, ds.val, mean=bb.mean, std=bb.std, groups=groups, epochs=resolved["epochs"],
                    batch_size=resolved["batch_size"], seed=config.seed, penalty=penalty, bn=s.bn,
                    optimizer=s.optimizer, amp=config.amp, progress=progress, max_seconds=config.max_seconds,
+                   augment=config.augment,
                    desc=f"{config.dataset} {s.label} shots={config.shots} seed={config.seed}")
         curves = {"train_loss": hist.train_loss, "val_acc": hist.val_acc}
         status, val_acc = hist.status, hist.best_val

@@ -43,7 +43,7 @@ import warnings
 from pathlib import Path
 
 from .errors import FtlibError
-from .paths import default_file_mode
+from .cache import default_file_mode
 
 CSV_NAME = "results.csv"
 SKIPPED_NAME = "results.skipped.csv"

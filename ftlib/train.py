@@ -219,7 +219,7 @@ def process_flags(flush_denormal: bool, cudnn_benchmark: bool):
 def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, batch_size: int, seed: int,
         penalty=None, bn: str = "frozen", optimizer: str = "sgd", amp: bool = True, channels_last: bool = True,
         progress: bool = True, desc: str = "fit", min_epoch_images: int = hyper.MIN_EPOCH_IMAGES,
-        flush_denormal: bool = True, max_seconds: float | None = None) -> History:
+        flush_denormal: bool = True, max_seconds: float | None = None, augment: bool = True) -> History:
     """Train ``model`` on ``train`` for ``epochs``; with a ``val`` split, keep the epoch with the best val accuracy.
 
     Without ``val`` (None or empty: the benchmark's protocol, which reads no labels beyond the k
@@ -237,6 +237,8 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
             measured epoch; if it exceeds the budget the schedule is shortened to the epochs that fit
             (warm-up and cosine decay recomputed for the new length), ``History.time_capped`` is set and
             a warning is logged: the model is under-trained and must not be reported as a result.
+        augment: random-resized crop and horizontal flip of every training batch (``ftlib.transforms``);
+            False trains on the stored images as they are.
         flush_denormal: flush denormal floats to zero while ``fit`` runs. L2-SP's (w - w0)^2 and
             small momentum buffers produce denormals, which x86 CPUs process ~100x slower (measured:
             640 s vs 78 s for l2sp vs full without it). Like ``cudnn.benchmark``, which ``fit`` turns on
@@ -251,11 +253,12 @@ def fit(model: nn.Module, train, val, *, mean, std, groups: list, epochs: int, b
     with process_flags(flush_denormal=flush_denormal, cudnn_benchmark=dev.type == "cuda"):
         return _fit(model, train, val, dev, mean=mean, std=std, groups=groups, epochs=epochs, batch_size=batch_size,
                     seed=seed, penalty=penalty, bn=bn, optimizer=optimizer, amp=amp, channels_last=channels_last,
-                    progress=progress, desc=desc, min_epoch_images=min_epoch_images, max_seconds=max_seconds)
+                    progress=progress, desc=desc, min_epoch_images=min_epoch_images, max_seconds=max_seconds,
+                    augment=augment)
 
 
 def _fit(model, train, val, dev, *, mean, std, groups, epochs, batch_size, seed, penalty, bn, optimizer, amp,
-         channels_last, progress, desc, min_epoch_images, max_seconds) -> History:
+         channels_last, progress, desc, min_epoch_images, max_seconds, augment) -> History:
     """``fit``'s loop, run inside its process flags."""
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -282,7 +285,7 @@ def _fit(model, train, val, dev, *, mean, std, groups, epochs, batch_size, seed,
         loss_sum = torch.zeros((), device=dev)
         for s in range(steps_per_epoch):
             idx = order[s * bs: (s + 1) * bs]
-            x = prepare(train.images[idx], train.resolution, mean, std, generator=gen, device=dev,
+            x = prepare(train.images[idx], train.resolution, mean, std, generator=gen if augment else None, device=dev,
                         channels_last=channels_last)
             y = train.labels[idx].to(dev, non_blocking=True)
             with autocast(dev, amp):

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .errors import FtlibError
-from .paths import atomic_save, cache_dir, verified_load
+from .cache import atomic_save, verified_load
+from .paths import cache_dir
 
 # timm model name -> (python package of the PyPI wheel, how to install it)
 PACKAGED = {

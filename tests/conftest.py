@@ -33,7 +33,7 @@ def partial1_run():
 SLOW_FILES = {
     "test_executors.py", "test_bench.py", "test_train_cli.py", "test_predict_cli.py", "test_auto.py",
     "test_conventions.py", "test_reliability.py", "test_paths.py", "test_validation.py", "test_checkpoint_run.py",
-    "test_speed.py", "test_datasets.py", "test_headline.py",
+    "test_speed.py", "test_datasets.py", "test_results.py",
 }
 
 

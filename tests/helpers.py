@@ -69,3 +69,17 @@ def records():
     out.append({**out[0], "run_id": "diverged", "seed": 9, "status": "diverged",
                 "test_acc": math.nan, "val_acc": 0.0, "train_seconds": 1e6})
     return out
+
+
+def image_split(n_per_class=5, classes=("a", "b", "c"), channels=3, seed=0, resolution=32):
+    """A split of random uint8 images, ``n_per_class`` of each class, sorted by class."""
+    import torch
+
+    from ftlib.datasets import ImageTensors
+
+    g = torch.Generator().manual_seed(seed)
+    k = len(classes)
+    shape = (n_per_class * k, channels, resolution, resolution)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    labels = torch.arange(k).repeat_interleave(n_per_class)
+    return ImageTensors(images, labels, list(classes), resolution)

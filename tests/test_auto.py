@@ -17,10 +17,13 @@ def cand(name, acc, seconds, n=40):
     return {"strategy": name, "held_out_acc": acc, "se": standard_error(acc, n), "seconds": seconds}
 
 
-def test_one_standard_error_prefers_the_cheaper_candidate_only_within_one_se():
+def test_one_standard_error_breaks_ties_by_the_preference_order_only_within_one_se():
     close = [cand("linear_probe", 0.80, 1.0), cand("full", 0.85, 30.0)]  # se(0.85, 40) ~ 0.055
     win, why = one_standard_error(close)
     assert win == 0 and "within one standard error" in why and "full" in why
+    tie = [cand("linear_probe", 0.84, 1.0), cand("lp_ft", 0.82, 30.0), cand("full", 0.86, 30.0)]
+    assert one_standard_error(tie)[0] == 1  # LP-FT first in the tie order, though neither best nor cheapest
+    assert one_standard_error([cand("lp_ft", 0.70, 30.0), cand("linear_probe", 0.90, 1.0)])[0] == 1
     clear = [cand("linear_probe", 0.60, 1.0), cand("full", 0.90, 30.0)]
     assert one_standard_error(clear)[0] == 1
     diverged = [cand("linear_probe", 0.60, 1.0), cand("full", math.nan, 0.5)]

@@ -114,7 +114,7 @@ def test_without_strategies_the_cli_runs_the_profiles_grid(monkeypatch, tmp_path
         return ResultStore(tmp_path)
 
     monkeypatch.setattr(bench, "bench", fake_bench)
-    monkeypatch.setattr(bench, "report", lambda store: None)
+    monkeypatch.setattr(bench, "summarise", lambda store: None)
     base = ["bench", "--dataset", "fashion_mnist", "--seeds", "0", "--out", "unused"]
     assert entry.main([*base, "--profile", "gpu"]) == 0
     assert entry.main([*base, "--profile", "cpu"]) == 0

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from ftlib import datasets, paths, probe, weights
+from ftlib import cache, datasets, paths, probe, weights
 from ftlib.errors import FtlibError
-from ftlib.paths import atomic_save, clean_stale_tmp, verified_load
+from ftlib.cache import atomic_save, clean_stale_tmp, verified_load
 
 
 def _zero_middle(path, n=64, fill=0):
@@ -124,38 +124,15 @@ def test_stale_tmp_files_of_dead_writers_are_cleaned_when_a_cache_folder_is_firs
     old = folder / ".results-zz.csv.tmp"  # no pid in its name: judged by age
     for f in (orphan, live, old):
         f.write_bytes(b"partial")
-    os.utime(old, (time.time() - 2 * paths.STALE_TMP_SECONDS,) * 2)
+    os.utime(old, (time.time() - 2 * cache.STALE_TMP_SECONDS,) * 2)
     monkeypatch.setattr(paths, "_CLEANED", set())
     assert paths.cache_dir("cache") == folder
     assert not orphan.exists() and not old.exists() and live.exists()
     assert clean_stale_tmp(folder) == []
 
 
-def test_empty_ftlib_data_means_unset(monkeypatch):
-    monkeypatch.setenv("FTLIB_DATA", "")
-    monkeypatch.setattr(paths, "writable_dir", lambda p, hint: p)
-    assert paths.data_root() != paths.Path("")
-    assert paths.data_root().is_absolute()
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_an_unwritable_cache_names_the_folder_and_the_variable(monkeypatch, tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    monkeypatch.setenv("FTLIB_DATA", str(ro))
-    with pytest.raises(FtlibError, match=rf"{ro}.*FTLIB_DATA"):
-        paths.data_root()
-
-
-def test_an_impossible_cache_names_the_folder_and_the_variable(monkeypatch):
-    monkeypatch.setenv("FTLIB_DATA", "/proc/ftlib-cache")
-    with pytest.raises(FtlibError, match=r"cannot create folder /proc/ftlib-cache .*FTLIB_DATA"):
-        paths.data_root()
-
-
 def test_a_full_disk_names_the_file_and_what_to_change(tmp_path, monkeypatch):
-    real = paths._Writer.write
+    real = cache._Writer.write
 
     def full(self, data):  # what /dev/full does: every write fails with ENOSPC
         try:
@@ -167,7 +144,7 @@ def test_a_full_disk_names_the_file_and_what_to_change(tmp_path, monkeypatch):
             raise
         return real(self, data)
 
-    monkeypatch.setattr(paths._Writer, "write", full)
+    monkeypatch.setattr(cache._Writer, "write", full)
     with pytest.raises(FtlibError, match=r"cannot write .*x\.pt \(No space left on device\).*FTLIB_DATA"):
         atomic_save({"w": torch.zeros(100_000)}, tmp_path / "x.pt")
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
@@ -179,7 +156,7 @@ def test_summary_md_is_written_even_when_a_plot_cannot_be(tmp_path, monkeypatch)
     matplotlib.use("Agg")
     from helpers import records
 
-    from ftlib import summary
+    from ftlib import page
     from ftlib.store import ResultStore
 
     def broken(*a, **k):
@@ -188,9 +165,9 @@ def test_summary_md_is_written_even_when_a_plot_cannot_be(tmp_path, monkeypatch)
     store = ResultStore(tmp_path)
     for r in records():  # the report tests' toy runs
         store.add(r)
-    monkeypatch.setattr(summary, "plot_acc_vs_time", broken)
+    monkeypatch.setattr(page, "plot_acc_vs_time", broken)
     with pytest.warns(UserWarning, match=r"acc_vs_time\.png .*summary\.md is written without it"):
-        paths = summary.write_summary(tmp_path)
+        paths = page.write_summary(tmp_path)
     assert paths["summary"].exists() and "acc_vs_time" not in paths
     md = paths["summary"].read_text()
     assert "acc_vs_time.png" not in md and "acc_vs_shots.png" in md

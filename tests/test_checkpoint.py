@@ -122,7 +122,7 @@ def test_non_finite_weights_are_refused_on_save_and_on_load(saved, tmp_path):
     blob = torch.load(path, weights_only=True)
     name = next(k for k, v in blob["state_dict"].items() if v.is_floating_point())
     blob["state_dict"][name].view(-1)[0] = float("nan")
-    from ftlib.paths import digest
+    from ftlib.cache import digest
 
     blob["sha256"] = digest(blob["state_dict"])  # a consistent file that holds NaN
     torch.save(blob, tmp_path / "nan.pt")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import ftlib
-from ftlib.paths import atomic_save, default_file_mode
+from ftlib.cache import atomic_save, default_file_mode
 from ftlib.store import ResultStore
 from helpers import records
 

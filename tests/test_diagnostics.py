@@ -1,14 +1,17 @@
-"""Diagnostics: BatchNorm drift, per-block distance tables, L2-SP coverage and optimiser-group tables."""
+"""Tables of one model: blocks, predictions (confusion, ImageNet top 5), BatchNorm drift, L2-SP coverage, groups."""
 import math
 
-import pandas as pd
+import numpy as np
 import pytest
 import torch
+from helpers import LITE0, image_split
 from torch import nn
 
 import ftlib
 from ftlib.backbones import Backbone, build_blocks
-from ftlib.diagnostics import bn_drift, bn_running_stats, block_distance_table, group_table, l2sp_coverage
+from ftlib.diagnostics import (block_table, bn_drift, bn_running_stats, confusion, group_table, imagenet_top5,
+                               l2sp_coverage)
+from ftlib.errors import FtlibError
 from ftlib.penalties import L2SPPenalty
 from ftlib.train import frozen_batchnorms, set_train_mode
 
@@ -74,24 +77,6 @@ def test_bn_drift_on_a_plain_module_has_no_block():
     assert drift.block.tolist() == [""] and drift.identical.all() and drift.mean_drift.iloc[0] == 0.0
 
 
-def test_block_distance_table_averages_seeds_per_label():
-    df = pd.DataFrame({"run_id": ["a", "b", "c"], "strategy_label": ["full", "full", "l2sp"]})
-    side = {"a": {"block_distance": {"stem": 0.1, "blocks.0": 0.4, "head": 2.0}},
-            "b": {"block_distance": {"stem": 0.3, "blocks.0": 0.2, "head": 1.0}},
-            "c": {"block_distance": {"stem": 0.05, "blocks.0": 0.1, "head": 1.5}}}
-    table = block_distance_table(df, side)
-    assert list(table.index) == ["stem", "blocks.0", "head"] and list(table.columns) == ["full", "l2sp"]
-    assert table.loc["stem", "full"] == pytest.approx(0.2)
-    assert table.loc["blocks.0", "full"] == pytest.approx(0.3)
-    assert table.loc["head", "l2sp"] == pytest.approx(1.5)
-
-
-def test_block_distance_table_missing_sidecar_gives_nan():
-    df = pd.DataFrame({"run_id": ["a", "z"], "strategy_label": ["full", "l2sp"]})
-    table = block_distance_table(df, {"a": {"block_distance": {"stem": 0.1}}})
-    assert table.loc["stem", "full"] == pytest.approx(0.1) and math.isnan(table.loc["stem", "l2sp"])
-
-
 def test_l2sp_coverage_counts_kernels_only_by_default():
     bb = toy_backbone()
     table = l2sp_coverage(bb, L2SPPenalty.for_backbone(bb, 0.1, 0.01))
@@ -117,3 +102,49 @@ def test_group_table_shows_no_decay_on_penalised_parameters():
     full = group_table(ftlib.full().param_groups(bb, 0.01))
     assert (full.penalised == 0).all()
     assert set(full.loc[full.weight_decay > 0, "name"]) == {"body", "head"}  # kernels decay towards 0
+
+
+@pytest.fixture(scope="module")
+def bb3():
+    """lite0 with random weights and a 3-class head."""
+    torch.manual_seed(0)
+    return ftlib.load_backbone(LITE0, num_classes=3, pretrained=False)
+
+
+def test_block_table_covers_every_parameter(bb3):
+    t = block_table(bb3)
+    assert list(t.columns) == ["block", "parameters", "share"]
+    assert t["block"].iloc[0] == "stem" and t["block"].iloc[-1] == "head"
+    assert t["parameters"].sum() == sum(p.numel() for p in bb3.model.parameters())
+    assert t.loc[t.block == "head", "parameters"].item() == 1280 * 3 + 3
+    assert t["share"].sum() == pytest.approx(1.0)
+
+
+def test_confusion_matrix_agrees_with_evaluate(bb3):
+    split = image_split()
+    cm = confusion(bb3.model, split, bb3.mean, bb3.std)
+    assert cm.shape == (3, 3)
+    assert list(cm.index) == list(cm.columns) == ["a", "b", "c"]
+    assert cm.values.sum() == len(split)
+    assert (cm.sum(axis=1).values == 5).all()  # each row is one true class
+    acc = ftlib.evaluate(bb3.model, split, bb3.mean, bb3.std)
+    assert np.trace(cm.values) / cm.values.sum() == pytest.approx(acc)
+
+
+def test_imagenet_top5_is_a_ranked_distribution():
+    torch.manual_seed(0)
+    bb = ftlib.load_backbone(LITE0, pretrained=False)  # 1000-class head kept
+    split = image_split(n_per_class=2)
+    top = imagenet_top5(bb, split, n=3)
+    assert len(top) == 3 * 5
+    assert list(top.index.get_level_values("rank")[:5]) == [1, 2, 3, 4, 5]
+    assert list(top.index.get_level_values("true")[::5]) == ["a", "a", "b"]
+    for _, g in top.groupby(level="image"):
+        p = g["probability"].to_numpy()
+        assert (np.diff(p) <= 0).all() and 0 < p.sum() <= 1 + 1e-6
+    assert top["label"].map(type).eq(str).all() and top["imagenet_class"].between(0, 999).all()
+    picked = imagenet_top5(bb, split, index=[5])
+    assert set(picked.index.get_level_values("image")) == {5}
+    with pytest.raises(FtlibError, match="ImageNet head"):
+        three = ftlib.load_backbone(LITE0, num_classes=3, pretrained=False)
+        imagenet_top5(three, split)

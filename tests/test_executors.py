@@ -22,7 +22,7 @@ import pytest
 
 from ftlib.bench import bench, grid
 from ftlib.executors import PIDS_ENV, RayExecutor
-from ftlib.summary import write_summary
+from ftlib.page import write_summary
 from ftlib.store import ResultStore
 from helpers import rows, sigkill_bench_after_first_row
 

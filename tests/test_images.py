@@ -1,4 +1,4 @@
-"""Every PIL mode decodes to the 8-bit RGB the rules of ``sources.to_rgb`` promise, checked on hand-made images."""
+"""Every PIL mode decodes to the 8-bit RGB the rules of ``images.to_rgb`` promise, checked on hand-made images."""
 import struct
 import zlib
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ftlib.sources import _decode, center_crop
+from ftlib.images import center_crop, decode
 
 SIZE = 8  # images are decoded at their own size: resizing is the identity, so values are exact
 
@@ -20,7 +20,7 @@ def _halves(left, right, dtype):
 
 
 def _decoded(path):
-    arr = _decode(path, SIZE)
+    arr = decode(path, SIZE)
     assert arr is not None and arr.shape == (SIZE, SIZE, 3) and arr.dtype == np.uint8
     return arr[0, 0], arr[0, -1]  # a left pixel, a right pixel
 
@@ -115,7 +115,7 @@ def test_grey_with_alpha_and_rgba_are_composited_on_white(tmp_path):
     rgba = _halves((200, 10, 10, 255), (200, 10, 10, 0), np.uint8)
     rgba[:, : SIZE // 4, 3] = 128  # half transparent: half way to white
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    arr = _decode(tmp_path / "rgba.png", SIZE)
+    arr = decode(tmp_path / "rgba.png", SIZE)
     assert list(arr[0, -1]) == [255, 255, 255] and list(arr[0, SIZE // 2 - 1]) == [200, 10, 10]
     assert np.abs(arr[0, 0].astype(int) - [227, 132, 132]).max() <= 1
 

@@ -9,6 +9,7 @@ import pytest
 
 import ftlib
 from ftlib import paths
+from ftlib.errors import FtlibError
 
 CLONE = Path(__file__).resolve().parent.parent
 
@@ -97,3 +98,26 @@ def test_in_a_clone_the_version_is_its_pyproject_even_beside_stale_metadata(tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     metadata, ours = proc.stdout.split()[-2:]
     assert metadata == "0.0.1" and ours == _pyproject_version()
+
+
+def test_empty_ftlib_data_means_unset(monkeypatch):
+    monkeypatch.setenv("FTLIB_DATA", "")
+    monkeypatch.setattr(paths, "writable_dir", lambda p, hint: p)
+    assert paths.data_root() != paths.Path("")
+    assert paths.data_root().is_absolute()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_cache_names_the_folder_and_the_variable(monkeypatch, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    monkeypatch.setenv("FTLIB_DATA", str(ro))
+    with pytest.raises(FtlibError, match=rf"{ro}.*FTLIB_DATA"):
+        paths.data_root()
+
+
+def test_an_impossible_cache_names_the_folder_and_the_variable(monkeypatch):
+    monkeypatch.setenv("FTLIB_DATA", "/proc/ftlib-cache")
+    with pytest.raises(FtlibError, match=r"cannot create folder /proc/ftlib-cache .*FTLIB_DATA"):
+        paths.data_root()

@@ -204,7 +204,7 @@ def test_a_pickle_planted_at_a_cache_path_runs_no_code(cache_root, tmp_path):
     feats.mkdir(parents=True)
     _plant(feats / "lite0-x.pt", marker)  # every cache is read through verified_load
     with pytest.warns(UserWarning):
-        assert ftlib.paths.verified_load(feats / "lite0-x.pt", weights_only=False) is None
+        assert ftlib.cache.verified_load(feats / "lite0-x.pt", weights_only=False) is None
     assert not marker.exists()
 
 
@@ -323,9 +323,9 @@ def test_a_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
 def test_a_thin_strip_is_cropped_before_it_is_resized(tmp_path):
     strip = tmp_path / "strip.png"
     Image.new("RGB", (1, 40_000), (10, 200, 30)).save(strip)
-    code = ("import resource, time; from pathlib import Path; from ftlib.sources import _decode\n"
+    code = ("import resource, time; from pathlib import Path; from ftlib.images import decode\n"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; t = time.perf_counter()\n"
-            f"a = _decode(Path({str(strip)!r}), 64)\n"
+            f"a = decode(Path({str(strip)!r}), 64)\n"
             "print(time.perf_counter() - t, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, "
             "a.shape, a[32, 32].tolist())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -356,12 +356,12 @@ def test_a_read_error_is_reported_as_one_with_its_path(monkeypatch, capsys, cach
         assert len(ftlib.load_dataset(name, resolution=16).classes) == 2
 
 
-def test_compare_reads_a_read_only_store(tmp_path, monkeypatch):
+def test_compare_reads_a_read_only_store(tmp_path, monkeypatch, capsys):
     import builtins
 
     from ftlib import store as store_module
+    from ftlib.__main__ import main
     from ftlib.bench import grid
-    from ftlib.headline import compare_stores
 
     store = ResultStore(tmp_path / "ro")
     c = grid("cpu")[0]  # compare reads the main grid's runs
@@ -376,7 +376,8 @@ def test_compare_reads_a_read_only_store(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "open", read_only_open, raising=False)
     ro = ResultStore(tmp_path / "ro")
     assert ro.done_ids() == {c.run_id()} and len(ro.frame()) == 1
-    assert len(compare_stores(tmp_path / "ro", tmp_path / "ro")) == 1
+    assert main(["compare", str(tmp_path / "ro"), str(tmp_path / "ro")]) == 0
+    assert "cells within 2 standard errors: 0/1" in capsys.readouterr().out  # one seed: no standard error
     with pytest.raises(FtlibError, match="is not writable"):
         ro.add(_record(2))
 
@@ -388,7 +389,7 @@ def test_a_dataset_path_with_a_comma_and_a_bad_home_are_understood(monkeypatch, 
     _folder(comma)
     seen = []
     monkeypatch.setattr(bench_module, "bench", lambda configs, out, **kw: seen.extend(configs) or ResultStore(out))
-    monkeypatch.setattr(bench_module, "report", lambda store: None)
+    monkeypatch.setattr(bench_module, "summarise", lambda store: None)
     rc = cli.main(["bench", "--profile", "smoke", "--dataset", f"imagefolder:{comma},hymenoptera", "--strategies",
                    "linear_probe", "--shots", "2", "--seeds", "0", "--out", str(tmp_path / "out"), "--quiet"])
     assert rc == 0 and {c.dataset for c in seen} == {f"imagefolder:{comma}", "hymenoptera"}
@@ -399,7 +400,7 @@ def test_a_dataset_path_with_a_comma_and_a_bad_home_are_understood(monkeypatch, 
 # ---------------------------------------------------------------- 10. upright photos, one profile per store, SIGTERM
 
 def test_exif_orientation_is_applied_when_decoding_and_predicting(tmp_path):
-    from ftlib.sources import _decode, center_crop
+    from ftlib.images import center_crop, decode
 
     im = Image.new("RGB", (32, 16), (220, 0, 0))
     im.paste((0, 0, 220), (0, 8, 32, 16))  # top half red, bottom half blue, as stored
@@ -407,7 +408,7 @@ def test_exif_orientation_is_applied_when_decoding_and_predicting(tmp_path):
     exif[0x0112] = 6  # shown rotated 90 degrees clockwise: red on the right, blue on the left
     path = tmp_path / "phone.jpg"
     im.save(path, exif=exif, quality=95)
-    for a in (_decode(path, 16), center_crop(Image.open(path), 16)):
+    for a in (decode(path, 16), center_crop(Image.open(path), 16)):
         assert a[8, 2, 2] > 150 and a[8, 2, 0] < 80, a[8, 2]  # left: blue
         assert a[8, 13, 0] > 150 and a[8, 13, 2] < 80, a[8, 13]  # right: red
 

@@ -1,18 +1,16 @@
 """One config in, one record out: optimiser groups and weight decay per strategy, seeded reruns, divergence."""
 import math
-import sys
 
 import pytest
 import torch
 
 import ftlib
+from ftlib import runs as run_module  # ``ftlib.run`` is the function; the module ``ftlib.runs`` holds ``fit``
 from ftlib.errors import FtlibError
 from ftlib.penalties import L2SPPenalty
 from ftlib.strategies import trainable_parameters
 
 from helpers import tiny
-
-run_module = sys.modules["ftlib.runs"]  # ``ftlib.run`` is the function; the module holds ``fit``
 
 
 @pytest.mark.parametrize("include_bn_bias", [False, True])
@@ -140,3 +138,14 @@ def test_diverged_run_reports_instead_of_raising():
     assert rec["status"] == "diverged"
     assert not math.isfinite(rec["curves"]["train_loss"][-1])
     assert math.isnan(rec["test_acc"])
+
+
+def test_a_run_id_names_the_schedule_rules_and_augmentation_only_when_it_is_off():
+    from ftlib import hyper
+    from ftlib.runs import RunConfig
+
+    on, off = RunConfig("hymenoptera", shots=5), RunConfig("hymenoptera", shots=5, augment=False)
+    assert on.key()["schedule"] == hyper.SCHEDULE and "augment" not in on.key()
+    assert off.key()["augment"] is False and on.run_id() != off.run_id()
+    with pytest.raises(FtlibError, match="augment must be True or False"):
+        RunConfig("hymenoptera", shots=5, augment="no")

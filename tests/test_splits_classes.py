@@ -70,7 +70,7 @@ def test_a_one_class_folder_is_refused_before_decoding(tmp_path, monkeypatch):
     from ftlib import sources
 
     root = _folder(tmp_path / "one", {"cats": 5})
-    monkeypatch.setattr(sources, "_decode", lambda *a: pytest.fail("decoded a one-class folder"))
+    monkeypatch.setattr(sources, "decode", lambda *a: pytest.fail("decoded a one-class folder"))
     with pytest.raises(FtlibError, match="at least 2 classes; found 1: 'cats'"):
         datasets.load_dataset(f"imagefolder:{root}", resolution=16)
 

@@ -127,6 +127,23 @@ def test_fit_without_val_keeps_the_last_epoch():
     assert hist.steps == 3 * (96 * 2 // 16) and hist.train_loss[-1] < hist.train_loss[0]
 
 
+@pytest.mark.parametrize("augment", [True, False])
+def test_without_augmentation_the_model_sees_exactly_the_stored_images(augment):
+    x, y = colour_task(seed=0)
+    train = ImageTensors(x, y, ["r", "g", "b"], 12)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 12, 3))
+    seen = []
+    model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
+    groups = [{"params": list(model.parameters()), "lr": 0.1, "weight_decay": 0.0}]
+    fit(model, train, None, mean=(0.5,) * 3, std=(0.5,) * 3, groups=groups, epochs=1, batch_size=16, seed=0,
+        amp=False, progress=False, channels_last=False, augment=augment)
+    stored = (x.float() / 255 - 0.5) / 0.5  # the hand computation of to_float + normalize at the stored size
+    batch = torch.cat(seen)
+    exact = [bool(torch.isclose(stored, b, atol=1e-6).flatten(1).all(1).any()) for b in batch]
+    assert all(exact) if not augment else not all(exact)
+
+
 def test_peak_memory_of_a_second_run_is_not_hidden_by_memory_the_first_one_freed():
     # ./run keeps freed memory in glibc's heap (MALLOC_MMAP_MAX_=0): a second run would reuse the first
     # one's and its resident-set growth would read ~0 MB unless the meter trims the heap first

@@ -16,7 +16,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,16 +38,15 @@ def write_blocks(text: str, blocks: dict) -> str:
     return text
 
 
-def main_grid(results_dir=ROOT / "results"):
+def load_main_grid(results_dir=ROOT / "results"):
     """The cpu main grid's rows and sidecar from a store (notebook extras left out)."""
-    from ftlib.bench import grid
+    from ftlib.bench import main_grid
     from ftlib.store import ResultStore
 
     store = ResultStore(results_dir)
-    ids = {c.run_id() for c in grid("cpu")}
-    df, side = store.frame(), store.sidecar()
-    df = df[df.run_id.isin(ids)].reset_index(drop=True) if len(df) else df
-    return df, {k: v for k, v in side.items() if k in ids}
+    df = main_grid(store.frame())
+    ids = set(df.run_id) if len(df) else set()
+    return df, {k: v for k, v in store.sidecar().items() if k in ids}
 
 
 def _regime_columns(table: pd.DataFrame) -> list:
@@ -80,13 +78,16 @@ def compact_accuracy(df: pd.DataFrame) -> str:
 
 
 def _cell(df, d, k, strategy):
-    ok = df[(df.dataset == d) & (df.shots.astype(str) == str(k)) & (df.strategy == strategy) & (df.status == "ok")]
+    from ftlib.report import cell
+
+    ok = cell(df, d, k, strategy)
     return ok.test_acc.to_numpy(float), ok
 
 
 def _loss(ok) -> str:
-    frac = (pd.to_numeric(ok.final_train_loss) / np.log(pd.to_numeric(ok.num_classes))).mean()
-    return f"{pd.to_numeric(ok.steps).mean():.0f} steps, final loss {frac:.2f} ln C"
+    from ftlib.report import loss_over_ln_c
+
+    return f"{pd.to_numeric(ok.steps).mean():.0f} steps, final loss {loss_over_ln_c(ok).mean():.2f} ln C"
 
 
 def _steps_range(df, strategy) -> str:
@@ -96,7 +97,8 @@ def _steps_range(df, strategy) -> str:
 
 def findings(df: pd.DataFrame) -> str:
     """Five bullets, each a number from the store with the budget that produced it."""
-    from ftlib.headline import PUBLISHED, effects, regimes
+    from ftlib.literature import PUBLISHED, effects
+    from ftlib.report import regimes
 
     eff = effects(df)
     reg = regimes(df)
@@ -157,7 +159,7 @@ def findings(df: pd.DataFrame) -> str:
 SIMILARITY = {"hymenoptera": "near ImageNet: its own ant and bee photos",
               "cifar10": "ImageNet-like objects at 32 px",
               "fashion_mnist": "far from ImageNet: grey 28 px product silhouettes"}
-PUBLISHED_FOR = {"hymenoptera": "a", "cifar10": "a'", "fashion_mnist": "b"}  # ftlib.headline.PUBLISHED keys
+PUBLISHED_FOR = {"hymenoptera": "a", "cifar10": "a'", "fashion_mnist": "b"}  # ftlib.literature.PUBLISHED keys
 
 
 def _size(df, d, k) -> str:
@@ -171,7 +173,8 @@ def _size(df, d, k) -> str:
 def crossover_block(df: pd.DataFrame) -> str:
     """Markdown: per dataset and size, full and LP-FT against the probe (gap ± SE over seeds), and where each
     overtakes it (ahead beyond 2 SE from that size on), beside the published full − probe effect."""
-    from ftlib.headline import PUBLISHED, crossover, overtakes
+    from ftlib.literature import PUBLISHED
+    from ftlib.report import crossover, overtakes
 
     t = crossover(df)
     since = overtakes(t)
@@ -207,6 +210,64 @@ def which_strategy(df: pd.DataFrame) -> str:
         other = "" if r.pick == r.best else f"{r.best} {r.best_acc:.3f}"
         lines.append(f"| {d} | {_size(df, d, k)} | **{r.pick}** | {r.acc:.3f} | {r.seconds:.0f} s | {other} |")
     return "\n".join(lines) + "\n"
+
+
+AUTO_STORE = "auto.jsonl"  # benchmarks/auto_grid.py's choices, beside the main grid's store
+
+
+def _auto_choices(results_dir) -> list:
+    path = Path(results_dir) / AUTO_STORE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def auto_table(df: pd.DataFrame, results_dir=ROOT / "results") -> str:
+    """Markdown of ``ftlib.report.auto_regret``: ``--strategy auto`` against the best fixed strategy per cell."""
+    from ftlib.report import auto_regret
+
+    table = auto_regret(df, _auto_choices(results_dir))
+    if not len(table):
+        return "No choices stored yet: `./run python -m benchmarks.auto_grid` writes them.\n"
+    lines = ["| data | images per class | auto chose (seeds) | auto | best fixed | regret ± SE | within 2 SE | "
+             "auto's seconds (choose + refit) | × best's | × every candidate once |",
+             "|---|---:|---|---:|---|---:|---|---:|---:|---:|"]
+    for _, r in table.iterrows():
+        lines.append(f"| {r.dataset} | {_size(df, r.dataset, r.shots)} | {r['auto chose']} | {r.auto:.3f} | "
+                     f"{r['best strategy']} {r.best:.3f} | {100 * r.regret:+.1f} ± {100 * r.se:.1f} | "
+                     f"{'yes' if r['within 2 SE'] else '**no**'} | {r['auto seconds']:.0f} s | "
+                     f"{r['cost / best']:.1f}× | {r['cost / all candidates']:.2f}× |")
+    meta = _auto_meta(_auto_choices(results_dir))
+    return "\n".join(lines) + f"\n\n{meta}\n"
+
+
+def _auto_meta(rows: list) -> str:
+    if not rows:
+        return ""
+    threads = sorted({r.get("torch_threads") for r in rows if r.get("torch_threads")})
+    days = sorted({r["timestamp"][:10] for r in rows if r.get("timestamp")})
+    return (f"{len(rows)} choices, ftlib {rows[0].get('ftlib_version', '?')}, {', '.join(days)}, "
+            f"{'/'.join(map(str, threads))} torch thread(s) per process; "
+            "command: `./run python -m benchmarks.auto_grid` (`--rechoose` applies the current tie order to the "
+            "stored held-out scores without training).")
+
+
+def auto_line(df: pd.DataFrame, results_dir=ROOT / "results") -> str:
+    """One README sentence: in how many cells auto is within 2 SE of the best, at what cost."""
+    from ftlib.report import auto_regret
+
+    t = auto_regret(df, _auto_choices(results_dir))
+    if not len(t):
+        return ""
+    ok = int(t["within 2 SE"].sum())
+    cheap = int((t["cost / best"] <= 3).sum())
+    return (f"Measured over the main grid ({len(t)} cells × {int(t.seeds.max())} seeds; table in "
+            f"[docs/results.md](docs/results.md#auto-against-the-best-fixed-strategy)): `auto`'s mean is within 2 SE of "
+            f"the best fixed strategy in hindsight in {ok} of {len(t)} cells (largest regret "
+            f"{100 * t.regret.max():+.1f} points), and choosing plus the refit costs "
+            f"{t['cost / best'].min():.1f}–{t['cost / best'].max():.1f}× the best strategy's own training "
+            f"(≤ 3× in {cheap} of {len(t)} cells) and {t['cost / all candidates'].min():.2f}–"
+            f"{t['cost / all candidates'].max():.2f}× training every candidate once.\n")
 
 
 NOTEBOOKS = {  # file stem -> what it teaches (one line each)
@@ -269,12 +330,12 @@ def update(readme=ROOT / "README.md", results_md=ROOT / "docs" / "results.md", r
     """Rewrite the generated blocks of README.md and docs/results.md, the headline plot and the store's summary."""
     import matplotlib.pyplot as plt
 
-    from ftlib.headline import literature
+    from ftlib.literature import literature
+    from ftlib.page import write_summary
     from ftlib.plots import plot_acc_vs_shots
     from ftlib.report import budget_table, summary_table, to_markdown
-    from ftlib.summary import write_summary
 
-    df, side = main_grid(results_dir)
+    df, side = load_main_grid(results_dir)
     fig = plot_acc_vs_shots(df)
     fig.savefig(Path(results_dir) / PLOT, dpi=110)
     plt.close(fig)
@@ -287,6 +348,7 @@ def update(readme=ROOT / "README.md", results_md=ROOT / "docs" / "results.md", r
         "headline": f"{headline_meta(df)}\n\n{compact_accuracy(df)}\n![test accuracy against labelled images per class](results/{PLOT})\n",
         "crossover": crossover_block(df),
         "which": which_strategy(df),
+        "autoline": auto_line(df, results_dir),
         "scaling: docs/_readme_scaling.md": scaling,
         "ownfolder: docs/_readme_ownfolder.md": ownfolder,
     }
@@ -299,6 +361,7 @@ def update(readme=ROOT / "README.md", results_md=ROOT / "docs" / "results.md", r
         "headline": f"{headline_meta(df)}\n\n{to_markdown(summary_table(df), columns=cols)}",
         "literature": literature(df, side) + "\n",
         "crossover": crossover_block(df) + f"\n![test accuracy against labelled images per class](../results/{PLOT})\n",
+        "auto": auto_table(df, results_dir),
         "gpu": gpu_section(),
     }
     text = Path(results_md).read_text(encoding="utf-8")

@@ -8,7 +8,8 @@ the rule the probe uses for its C -- and refit the chosen lr on all k images (ft
 fixed-lr run of the main grid's protocol. One JSON line per cell.
 
 Run: ./run python experiments/lr-selection/lr_selection.py 5 20 > experiments/lr-selection/lr_selection.jsonl
-(``--resume FILE`` first skips the cells FILE already holds.)
+(``--resume FILE`` first skips the cells FILE already holds; then ``--datasets a,b`` and ``--threads N``
+narrow the grid and set torch's threads, in that order, so that two processes can share the cores.)
 """
 import json
 import sys
@@ -108,11 +109,19 @@ if __name__ == "__main__":
         with open(args[1]) as f:
             done = {(r["dataset"], r["shots"], r["seed"], r["strategy"]) for r in map(json.loads, f) if r}
         args = args[2:]
+    datasets = None
+    if args[:1] == ["--datasets"]:
+        datasets, args = args[1].split(","), args[2:]
+    if args[:1] == ["--threads"]:
+        import torch
+
+        torch.set_num_threads(int(args[1]))
+        args = args[2:]
     from ftlib.profiles import get_profile
 
     prof = get_profile("cpu")
     sizes = [int(a) for a in args] or [5, 20]
-    for dataset in prof.datasets:
+    for dataset in datasets or prof.datasets:
         for shots in sizes:
             for seed in prof.seeds:
                 for name in STRATEGIES:

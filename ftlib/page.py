@@ -1,4 +1,4 @@
-"""A results directory's summary page: ``summary.md`` (budget and accuracy tables) and four plots."""
+"""Writes a results directory's summary page: ``summary.md`` (budget and accuracy tables) and four plots."""
 from __future__ import annotations
 
 import warnings
