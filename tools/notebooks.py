@@ -54,6 +54,12 @@ def _find(name: str, every: list):
     return hits[0] if len(hits) == 1 else None
 
 
+def _stored_runs() -> int:
+    """Rows in the committed store (``results/results.csv``): what a notebook's execution added is what it trained."""
+    csv = NOTEBOOKS.parent / "results" / "results.csv"
+    return max(0, sum(1 for _ in csv.open(encoding="utf-8")) - 1) if csv.exists() else 0
+
+
 def execute_all(names=None) -> int:
     """Execute ``names`` (default: every ``notebooks/NN-*.ipynb``) in place, one after the other."""
     os.environ.setdefault("FTLIB_PROFILE", "cpu")
@@ -68,10 +74,13 @@ def execute_all(names=None) -> int:
     timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {"seconds": {}}
     for p in paths:
         print(f"[ftlib] executing {p} (profile {os.environ['FTLIB_PROFILE']}) ...", flush=True)
+        before = _stored_runs()
         seconds = execute(p)
-        print(f"[ftlib] {p.name}: {seconds:.0f}s", flush=True)
+        trained = _stored_runs() - before
+        print(f"[ftlib] {p.name}: {seconds:.0f}s, {trained} runs trained into results/", flush=True)
         if os.environ["FTLIB_PROFILE"] == "cpu":  # the README's notebook table reads these (rounded)
             timings["seconds"][p.name] = round(seconds)
+            timings.setdefault("trained", {})[p.name] = trained
             timings.update(date=datetime.date.today().isoformat(),
                            machine=f"{os.cpu_count()}-core {platform.machine()} {platform.system()}")
             TIMINGS.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")

@@ -289,10 +289,12 @@ def notebook_table() -> str:
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")):
         secs = times.get("seconds", {}).get(path.name)
         cost = "–" if secs is None else (f"~{max(1, round(secs / 60))} min" if secs >= 90 else f"~{10 * math.ceil(secs / 10):.0f} s")
+        trained = times.get("trained", {}).get(path.name)
+        cost += f" ({trained} runs trained)" if trained else ""
         rows.append(f"| [{path.stem}](notebooks/{path.name}) | {NOTEBOOKS.get(path.stem, '')} | {cost} |")
-    note = (f"Runtimes: `./run notebooks`, {times['date']}, {times['machine']}, with the committed `results/` "
-            "(a run already in the store is read, not retrained; from an empty store a notebook first trains the runs "
-            "it needs)." if times else "")
+    note = (f"Runtimes: `./run notebooks`, {times['date']}, {times['machine']}. A run already in `results/` is read, "
+            "not retrained; the runs a notebook trained into `results/` in that execution are counted beside its "
+            "time (with the committed `results/` there are none to train)." if times else "")
     return "\n".join(rows) + ("\n\n" + note if note else "") + "\n"
 
 
